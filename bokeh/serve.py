@@ -1,0 +1,323 @@
+"""Run `bokeh serve` for every app folder under apps/, configured from the environment.
+
+Settings (an empty value counts as unset, except for BOKEH_PREFIX where it means "no prefix"):
+
+  BOKEH_PORT             port to listen on, on all interfaces (default 5006)
+  BOKEH_PREFIX           URL path the apps live under, shared with the gateway (default /bokeh)
+  PUBLIC_ORIGINS         comma-separated origins users load pages from
+                         (default http://localhost:8000,http://127.0.0.1:8000); becomes --allow-websocket-origin
+  BOKEH_ALLOW_WS_ORIGIN  Bokeh's own host[:port] list; when set it replaces PUBLIC_ORIGINS
+  BOKEH_NODELAY          true/false (default true): TCP_NODELAY on Bokeh's WebSockets
+  BOKEH_LOG_LEVEL        trace, debug, info, warning, error or critical (default info)
+
+Arguments given to this script are appended to `bokeh serve`, e.g. `--num-procs 2`.
+If the first argument is not an option it is run as a command instead (a shell, the tests).
+A bad setting stops the launcher with exit status 2 and a one-line message.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Sequence
+from urllib.parse import urlsplit
+
+APPS_DIR = Path(__file__).resolve().parent / "apps"
+
+DEFAULT_PORT = 5006
+DEFAULT_PREFIX = "/bokeh"
+DEFAULT_PUBLIC_ORIGINS = "http://localhost:8000,http://127.0.0.1:8000"
+LOG_LEVELS = ("trace", "debug", "info", "warning", "error", "critical")
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off")
+
+# Bokeh pastes the prefix into its route regular expressions, so keep it to plain path characters.
+PREFIX_SEGMENT = re.compile(r"[A-Za-z0-9_~-][A-Za-z0-9._~-]*")
+HOST_NAME = re.compile(r"[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*\.?")
+
+
+class ConfigError(Exception):
+    """A setting with a bad value; the message is the single line shown to the user."""
+
+
+def _bad(name: str, value: str, problem: str, fix: str) -> ConfigError:
+    return ConfigError(f'{name} {problem} (got "{value}"); {fix}')
+
+
+@dataclass(frozen=True)
+class Config:
+    port: int = DEFAULT_PORT
+    prefix: str = DEFAULT_PREFIX
+    # host[:port] entries for --allow-websocket-origin; empty when BOKEH_ALLOW_WS_ORIGIN is used.
+    ws_origin_args: tuple[str, ...] = ()
+    # What Bokeh will accept, for the start-up log line.
+    ws_origins: tuple[str, ...] = ()
+    ws_origins_from: str = "PUBLIC_ORIGINS"
+    nodelay: bool = True
+    log_level: str = "info"
+    # Environment changes to make before Bokeh reads its own settings (None removes the variable).
+    env_updates: Mapping[str, str | None] = field(default_factory=dict)
+
+
+def _get(environ: Mapping[str, str], name: str) -> str | None:
+    value = environ.get(name)
+    if value is None or value.strip() == "":
+        return None
+    return value.strip()
+
+
+def parse_port(value: str | None) -> int:
+    if value is None:
+        return DEFAULT_PORT
+    if not value.isdigit() or not 1 <= int(value) <= 65535:
+        raise _bad("BOKEH_PORT", value, "must be a whole number from 1 to 65535",
+                   f"set BOKEH_PORT={DEFAULT_PORT}")
+    return int(value)
+
+
+def parse_prefix(value: str | None) -> str:
+    if value is None:
+        return DEFAULT_PREFIX
+    if value == "":
+        return ""
+    segments = [s for s in value.split("/") if s]
+    suggestion = "/" + "/".join(segments) if segments else ""
+    fix = f"set BOKEH_PREFIX={suggestion}" if suggestion else "set BOKEH_PREFIX= (empty) for no prefix"
+    if not value.startswith("/"):
+        raise _bad("BOKEH_PREFIX", value, 'must start with "/"', fix)
+    if value.endswith("/"):
+        raise _bad("BOKEH_PREFIX", value, 'must not end with "/"', fix)
+    parts = value[1:].split("/")
+    if any(part in ("", ".", "..") or not PREFIX_SEGMENT.fullmatch(part) for part in parts):
+        raise _bad("BOKEH_PREFIX", value,
+                   "must be a plain URL path of letters, digits and - _ . ~ between single slashes",
+                   f"set BOKEH_PREFIX={DEFAULT_PREFIX}")
+    return value
+
+
+def origin_to_ws_host(origin: str) -> str:
+    """Turn a public origin into the host[:port] entry that lets that page's WebSocket in.
+
+    Bokeh compares the netloc of the browser's Origin header. Browsers leave the port out of
+    Origin when it is the scheme's default, and Bokeh then treats the host as host:80; a bare
+    host in --allow-websocket-origin also becomes host:80. So a default port (80 for http,
+    443 for https) must be left out here, and any other port kept.
+    """
+    name = "PUBLIC_ORIGINS"
+    if "://" not in origin:
+        raise _bad(name, origin, "entries must look like scheme://host[:port]",
+                   f"set {name}=http://{origin.strip('/')}")
+    scheme_part, rest = origin.split("://", 1)
+    scheme = scheme_part.lower()
+    netloc = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
+    if scheme not in DEFAULT_PORTS:
+        guess = "https" if scheme == "wss" else "http"
+        raise _bad(name, origin, "entries must use http or https", f"set {name}={guess}://{netloc}")
+    parts = urlsplit(f"{scheme}://{rest}")
+    if parts.path or parts.query or parts.fragment or origin.endswith(("?", "#")):
+        raise _bad(name, origin, "entries must have no path, query or fragment",
+                   f"set {name}={scheme}://{parts.netloc}")
+    if "@" in parts.netloc:
+        raise _bad(name, origin, "entries must not contain user info",
+                   f"set {name}={scheme}://{parts.netloc.rsplit('@', 1)[1]}")
+    if parts.netloc.startswith("["):
+        raise _bad(name, origin, "cannot hold IPv6 addresses; Bokeh's origin list does not take them",
+                   f"set BOKEH_ALLOW_WS_ORIGIN={parts.netloc} instead")
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    host = parts.hostname or ""
+    if port in (-1, 0) or parts.netloc.endswith(":"):
+        raise _bad(name, origin, "entries need a port from 1 to 65535 after the host",
+                   f"set {name}={scheme}://{host}")
+    if not HOST_NAME.fullmatch(host):
+        if "*" in host:
+            fix = "list each origin, or set BOKEH_ALLOW_WS_ORIGIN for wildcard patterns"
+        else:
+            try:
+                ascii_host = host.encode("idna").decode("ascii")
+            except UnicodeError:
+                ascii_host = ""
+            if ascii_host != host and HOST_NAME.fullmatch(ascii_host):
+                fix = f"set {name}={scheme}://{ascii_host}"
+            else:
+                fix = f"set {name}=http://localhost:8000"
+        raise _bad(name, origin, "entries need a plain ASCII host name or IPv4 address", fix)
+    host = host.rstrip(".")
+    if port is None or port == DEFAULT_PORTS[scheme]:
+        return host
+    return f"{host}:{port}"
+
+
+def parse_public_origins(value: str | None) -> tuple[str, ...]:
+    entries = [e.strip() for e in (value or DEFAULT_PUBLIC_ORIGINS).split(",") if e.strip()]
+    hosts: list[str] = []
+    for entry in entries:
+        host = origin_to_ws_host(entry)
+        if host not in hosts:
+            hosts.append(host)
+    return tuple(hosts)
+
+
+def parse_allow_ws_origin(value: str) -> tuple[str, ...]:
+    entries = [e.strip() for e in value.split(",") if e.strip()]
+    for entry in entries:
+        if "/" in entry:
+            try:
+                fix = f"set BOKEH_ALLOW_WS_ORIGIN={origin_to_ws_host(entry.rstrip('/'))}"
+            except ConfigError:
+                fix = "set BOKEH_ALLOW_WS_ORIGIN=localhost:8000"
+            raise _bad("BOKEH_ALLOW_WS_ORIGIN", entry, "entries are host[:port], not URLs", fix)
+    if not entries:
+        raise _bad("BOKEH_ALLOW_WS_ORIGIN", value, "must list at least one host[:port]",
+                   "set BOKEH_ALLOW_WS_ORIGIN=localhost:8000")
+    return tuple(entries)
+
+
+def parse_bool(name: str, value: str | None, default: bool) -> bool:
+    if value is None:
+        return default
+    word = value.lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise _bad(name, value, "must be true or false", f"set {name}={'true' if default else 'false'}")
+
+
+def parse_log_level(value: str | None) -> str:
+    if value is None:
+        return "info"
+    level = value.lower()
+    if level not in LOG_LEVELS:
+        raise _bad("BOKEH_LOG_LEVEL", value, f"must be one of {', '.join(LOG_LEVELS)}",
+                   "set BOKEH_LOG_LEVEL=info")
+    return level
+
+
+def load_config(environ: Mapping[str, str]) -> Config:
+    """Read and check every setting; raises ConfigError on the first bad one."""
+    port = parse_port(_get(environ, "BOKEH_PORT"))
+    raw_prefix = environ.get("BOKEH_PREFIX")
+    prefix = parse_prefix(None if raw_prefix is None else raw_prefix.strip())
+    nodelay = parse_bool("BOKEH_NODELAY", _get(environ, "BOKEH_NODELAY"), True)
+    log_level = parse_log_level(_get(environ, "BOKEH_LOG_LEVEL"))
+
+    env_updates: dict[str, str | None] = {}
+    override = _get(environ, "BOKEH_ALLOW_WS_ORIGIN")
+    if override is not None:
+        # Bokeh reads this variable itself and does not trim spaces; hand it a clean list.
+        entries = parse_allow_ws_origin(override)
+        env_updates["BOKEH_ALLOW_WS_ORIGIN"] = ",".join(entries)
+        return Config(port=port, prefix=prefix, ws_origin_args=(), ws_origins=entries,
+                      ws_origins_from="BOKEH_ALLOW_WS_ORIGIN", nodelay=nodelay,
+                      log_level=log_level, env_updates=env_updates)
+    if "BOKEH_ALLOW_WS_ORIGIN" in environ:
+        # Set but blank (a common compose pass-through): Bokeh would take it as a list
+        # holding one empty host and refuse every browser.
+        env_updates["BOKEH_ALLOW_WS_ORIGIN"] = None
+    hosts = parse_public_origins(_get(environ, "PUBLIC_ORIGINS"))
+    return Config(port=port, prefix=prefix, ws_origin_args=hosts, ws_origins=hosts,
+                  ws_origins_from="PUBLIC_ORIGINS", nodelay=nodelay, log_level=log_level,
+                  env_updates=env_updates)
+
+
+def find_apps(apps_dir: Path = APPS_DIR) -> list[Path]:
+    """App folders (directory-format Bokeh apps), sorted by name."""
+    if not apps_dir.is_dir():
+        return []
+    return sorted(
+        p for p in apps_dir.iterdir()
+        if p.is_dir() and not p.name.startswith((".", "_"))
+        and ((p / "main.py").is_file() or (p / "main.ipynb").is_file())
+    )
+
+
+def build_argv(config: Config, apps: Sequence[Path], extra_args: Sequence[str] = ()) -> list[str]:
+    """The `bokeh serve` command line; extra arguments come last so they can override ours."""
+    argv = ["bokeh", "serve", *(str(app) for app in apps),
+            "--port", str(config.port),
+            "--address", "0.0.0.0",
+            # Bokeh sits behind the gateway: take client address and scheme from X-Forwarded-*.
+            "--use-xheaders",
+            "--log-level", config.log_level]
+    if config.prefix:
+        argv += ["--prefix", config.prefix]
+    for host in config.ws_origin_args:
+        argv += ["--allow-websocket-origin", host]
+    argv += list(extra_args)
+    return argv
+
+
+def describe(config: Config, apps: Sequence[Path], extra_args: Sequence[str] = ()) -> str:
+    """One log line with the effective settings. Only option names of extra arguments are
+    shown, since their values could be secrets."""
+    options = [a.split("=", 1)[0] for a in extra_args if a.startswith("-")]
+    return (f"serve: port={config.port} prefix={config.prefix or '(none)'} "
+            f"apps={','.join(a.name for a in apps)} "
+            f"ws_origins={','.join(config.ws_origins)} (from {config.ws_origins_from}) "
+            f"nodelay={'on' if config.nodelay else 'off'} log_level={config.log_level}"
+            + (f" extra={','.join(options)}" if options else ""))
+
+
+def install_nodelay() -> None:
+    """Give every Bokeh WebSocket TCP_NODELAY.
+
+    Bokeh sends each protocol message as several WebSocket frames, and Tornado leaves Nagle's
+    algorithm on for WebSockets, so the later frames of a small reply wait for the peer's
+    delayed ACK: about 40 ms per round trip instead of about 1 ms.
+    """
+    from bokeh.server.views.ws import WSHandler
+
+    original_open = WSHandler.open
+    if getattr(original_open, "_sets_nodelay", False):
+        return
+
+    @functools.wraps(original_open)
+    def open_with_nodelay(self, *args, **kwargs):
+        self.set_nodelay(True)
+        return original_open(self, *args, **kwargs)
+
+    open_with_nodelay._sets_nodelay = True  # type: ignore[attr-defined]
+    WSHandler.open = open_with_nodelay  # type: ignore[method-assign]
+
+
+def main(args: Sequence[str] | None = None) -> None:
+    extra = list(sys.argv[1:] if args is None else args)
+    if extra and not extra[0].startswith("-"):
+        os.execvp(extra[0], extra)
+
+    try:
+        config = load_config(os.environ)
+    except ConfigError as error:
+        print(f"serve: {error}", file=sys.stderr)
+        sys.exit(2)
+    apps = find_apps()
+    if not apps:
+        print(f"serve: no apps in {APPS_DIR} (each app is a folder with a main.py); "
+              f"mount your app folders there", file=sys.stderr)
+        sys.exit(2)
+
+    for name, value in config.env_updates.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+    print(describe(config, apps, extra), file=sys.stderr, flush=True)
+    if config.nodelay:
+        install_nodelay()
+
+    from bokeh.command.bootstrap import main as bokeh_main
+    bokeh_main(build_argv(config, apps, extra))
+
+
+if __name__ == "__main__":
+    main()

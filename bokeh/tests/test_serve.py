@@ -1,0 +1,301 @@
+"""Unit tests for serve.py's settings handling. Standard library only; Bokeh need not be installed.
+
+Run from the repository:  python3 -m unittest discover -s bokeh/tests
+Run in the image:         docker run --rm -v "$PWD/bokeh/tests:/tests:ro" IMAGE \
+                              python3 -m unittest discover -s /tests
+"""
+
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+from pathlib import Path
+
+# serve.py sits next to this folder in the repository and in /app inside the image.
+for _candidate in (Path(__file__).resolve().parent.parent, Path("/app")):
+    if (_candidate / "serve.py").is_file():
+        SERVE_DIR = _candidate
+        break
+else:
+    raise RuntimeError("serve.py not found next to tests/ or in /app")
+sys.path.insert(0, str(SERVE_DIR))
+
+import serve  # noqa: E402
+from serve import ConfigError, build_argv, describe, find_apps, load_config  # noqa: E402
+
+APPS = [Path("/app/apps/ping"), Path("/app/apps/sliders")]
+
+
+def argv_for(env, extra=()):
+    return build_argv(load_config(env), APPS, extra)
+
+
+def option_values(argv, option):
+    return [argv[i + 1] for i, arg in enumerate(argv) if arg == option]
+
+
+class Defaults(unittest.TestCase):
+    def test_default_config(self):
+        config = load_config({})
+        self.assertEqual(config.port, 5006)
+        self.assertEqual(config.prefix, "/bokeh")
+        self.assertEqual(config.ws_origin_args, ("localhost:8000", "127.0.0.1:8000"))
+        self.assertTrue(config.nodelay)
+        self.assertEqual(config.log_level, "info")
+        self.assertEqual(dict(config.env_updates), {})
+
+    def test_default_argv(self):
+        self.assertEqual(argv_for({}), [
+            "bokeh", "serve", "/app/apps/ping", "/app/apps/sliders",
+            "--port", "5006", "--address", "0.0.0.0", "--use-xheaders",
+            "--log-level", "info", "--prefix", "/bokeh",
+            "--allow-websocket-origin", "localhost:8000",
+            "--allow-websocket-origin", "127.0.0.1:8000",
+        ])
+
+    def test_blank_values_mean_default(self):
+        env = {"BOKEH_PORT": "", "PUBLIC_ORIGINS": " ", "BOKEH_NODELAY": "", "BOKEH_LOG_LEVEL": ""}
+        self.assertEqual(load_config(env), load_config({}))
+
+    def test_empty_prefix_means_no_prefix(self):
+        argv = argv_for({"BOKEH_PREFIX": ""})
+        self.assertNotIn("--prefix", argv)
+
+    def test_settings_are_used(self):
+        argv = argv_for({"BOKEH_PORT": " 6000 ", "BOKEH_PREFIX": "/apps/v2",
+                         "BOKEH_LOG_LEVEL": "DEBUG"})
+        self.assertEqual(option_values(argv, "--port"), ["6000"])
+        self.assertEqual(option_values(argv, "--prefix"), ["/apps/v2"])
+        self.assertEqual(option_values(argv, "--log-level"), ["debug"])
+
+    def test_xheaders_and_address_always_on(self):
+        argv = argv_for({"BOKEH_PREFIX": "", "BOKEH_NODELAY": "false"})
+        self.assertIn("--use-xheaders", argv)
+        self.assertEqual(option_values(argv, "--address"), ["0.0.0.0"])
+
+
+class OriginDerivation(unittest.TestCase):
+    def hosts(self, value):
+        return load_config({"PUBLIC_ORIGINS": value}).ws_origin_args
+
+    def test_explicit_port_is_kept(self):
+        self.assertEqual(self.hosts("http://localhost:8000"), ("localhost:8000",))
+        self.assertEqual(self.hosts("https://dash.example.com:8443"), ("dash.example.com:8443",))
+
+    def test_default_ports_are_left_out(self):
+        # Browsers omit default ports from Origin and Bokeh then compares host:80 with host:80.
+        self.assertEqual(self.hosts("https://dash.example.com"), ("dash.example.com",))
+        self.assertEqual(self.hosts("https://dash.example.com:443"), ("dash.example.com",))
+        self.assertEqual(self.hosts("http://dash.example.com:80"), ("dash.example.com",))
+        self.assertEqual(self.hosts("http://dash.example.com"), ("dash.example.com",))
+
+    def test_other_scheme_default_port_is_kept(self):
+        self.assertEqual(self.hosts("http://example.com:443"), ("example.com:443",))
+        self.assertEqual(self.hosts("https://example.com:80"), ("example.com:80",))
+
+    def test_several_origins(self):
+        value = "http://localhost:8000, https://Dash.Example.com ,http://10.0.0.5:8080,,"
+        self.assertEqual(self.hosts(value),
+                         ("localhost:8000", "dash.example.com", "10.0.0.5:8080"))
+
+    def test_duplicates_collapse(self):
+        self.assertEqual(self.hosts("https://a.example, https://a.example:443, http://a.example"),
+                         ("a.example",))
+
+    def test_each_origin_becomes_one_option(self):
+        argv = argv_for({"PUBLIC_ORIGINS": "http://localhost:8000,https://dash.example.com"})
+        self.assertEqual(option_values(argv, "--allow-websocket-origin"),
+                         ["localhost:8000", "dash.example.com"])
+
+    def assertRejected(self, value, *fragments):
+        with self.assertRaises(ConfigError) as caught:
+            load_config({"PUBLIC_ORIGINS": value})
+        message = str(caught.exception)
+        self.assertTrue(message.startswith("PUBLIC_ORIGINS "), message)
+        self.assertNotIn("\n", message)
+        for fragment in fragments:
+            self.assertIn(fragment, message)
+
+    def test_bad_origins(self):
+        self.assertRejected("localhost:8000", '(got "localhost:8000")',
+                            "set PUBLIC_ORIGINS=http://localhost:8000")
+        self.assertRejected("ws://localhost:8000", "http or https",
+                            "set PUBLIC_ORIGINS=http://localhost:8000")
+        self.assertRejected("wss://dash.example.com", "set PUBLIC_ORIGINS=https://dash.example.com")
+        self.assertRejected("http://localhost:8000/", "no path",
+                            "set PUBLIC_ORIGINS=http://localhost:8000")
+        self.assertRejected("https://dash.example.com/app", "set PUBLIC_ORIGINS=https://dash.example.com")
+        self.assertRejected("http://localhost:8000?x=1", "no path")
+        self.assertRejected("http://user:pw@localhost:8000", "user info",
+                            "set PUBLIC_ORIGINS=http://localhost:8000")
+        self.assertRejected("http://localhost:99999", "port")
+        self.assertRejected("http://localhost:0", "port")
+        self.assertRejected("http://localhost:abc", "port")
+        self.assertRejected("http://[::1]:8000", "IPv6", "BOKEH_ALLOW_WS_ORIGIN=[::1]:8000")
+        self.assertRejected("http://*.example.com", "BOKEH_ALLOW_WS_ORIGIN")
+        self.assertRejected("http://bad host", "host name")
+
+    def test_bad_entry_among_good_ones(self):
+        self.assertRejected("http://localhost:8000,dash.example.com", '(got "dash.example.com")')
+
+
+class AllowWsOriginOverride(unittest.TestCase):
+    def test_override_wins(self):
+        config = load_config({"BOKEH_ALLOW_WS_ORIGIN": "a.example:443, b.example",
+                              "PUBLIC_ORIGINS": "http://localhost:8000"})
+        argv = build_argv(config, APPS)
+        self.assertNotIn("--allow-websocket-origin", argv)
+        self.assertEqual(config.ws_origins, ("a.example:443", "b.example"))
+        self.assertEqual(config.ws_origins_from, "BOKEH_ALLOW_WS_ORIGIN")
+        # Bokeh reads the variable itself and does not trim spaces.
+        self.assertEqual(dict(config.env_updates), {"BOKEH_ALLOW_WS_ORIGIN": "a.example:443,b.example"})
+
+    def test_override_makes_public_origins_unused(self):
+        config = load_config({"BOKEH_ALLOW_WS_ORIGIN": "*", "PUBLIC_ORIGINS": "not-an-origin"})
+        self.assertEqual(config.ws_origins, ("*",))
+
+    def test_blank_override_is_dropped(self):
+        config = load_config({"BOKEH_ALLOW_WS_ORIGIN": "  "})
+        self.assertEqual(dict(config.env_updates), {"BOKEH_ALLOW_WS_ORIGIN": None})
+        self.assertEqual(config.ws_origin_args, ("localhost:8000", "127.0.0.1:8000"))
+
+    def test_url_in_override_is_rejected(self):
+        with self.assertRaises(ConfigError) as caught:
+            load_config({"BOKEH_ALLOW_WS_ORIGIN": "https://dash.example.com"})
+        self.assertEqual(str(caught.exception),
+                         'BOKEH_ALLOW_WS_ORIGIN entries are host[:port], not URLs '
+                         '(got "https://dash.example.com"); set BOKEH_ALLOW_WS_ORIGIN=dash.example.com')
+
+    def test_only_commas_is_rejected(self):
+        with self.assertRaises(ConfigError):
+            load_config({"BOKEH_ALLOW_WS_ORIGIN": ", ,"})
+
+
+class PrefixValidation(unittest.TestCase):
+    def message(self, value):
+        with self.assertRaises(ConfigError) as caught:
+            load_config({"BOKEH_PREFIX": value})
+        return str(caught.exception)
+
+    def test_missing_leading_slash(self):
+        self.assertEqual(self.message("bokeh"),
+                         'BOKEH_PREFIX must start with "/" (got "bokeh"); set BOKEH_PREFIX=/bokeh')
+
+    def test_trailing_slash(self):
+        self.assertEqual(self.message("/bokeh/"),
+                         'BOKEH_PREFIX must not end with "/" (got "/bokeh/"); set BOKEH_PREFIX=/bokeh')
+
+    def test_lone_slash(self):
+        message = self.message("/")
+        self.assertIn('(got "/")', message)
+        self.assertIn("no prefix", message)
+
+    def test_not_a_plain_path(self):
+        for value in ("//bokeh", "/a//b", "/a b", "/a/../b", "/./a", "/bokeh?x", "/bo#keh",
+                      "/(bokeh)", "/bokeh.*"):
+            with self.subTest(value=value):
+                message = self.message(value)
+                self.assertTrue(message.startswith("BOKEH_PREFIX "), message)
+                self.assertIn(f'(got "{value}")', message)
+                self.assertIn("set BOKEH_PREFIX=", message)
+
+    def test_good_prefixes(self):
+        for value in ("/bokeh", "/a/b-c_d.e~f", "/v2"):
+            with self.subTest(value=value):
+                self.assertEqual(load_config({"BOKEH_PREFIX": value}).prefix, value)
+
+
+class OtherSettings(unittest.TestCase):
+    def test_nodelay_words(self):
+        for word, expected in (("true", True), ("TRUE", True), ("1", True), ("yes", True),
+                               ("on", True), ("false", False), ("False", False), ("0", False),
+                               ("no", False), ("off", False)):
+            with self.subTest(word=word):
+                self.assertIs(load_config({"BOKEH_NODELAY": word}).nodelay, expected)
+
+    def test_nodelay_bad_word(self):
+        with self.assertRaises(ConfigError) as caught:
+            load_config({"BOKEH_NODELAY": "maybe"})
+        self.assertEqual(str(caught.exception),
+                         'BOKEH_NODELAY must be true or false (got "maybe"); set BOKEH_NODELAY=true')
+
+    def test_bad_port(self):
+        for value in ("abc", "0", "65536", "-1", "5006.0"):
+            with self.subTest(value=value):
+                with self.assertRaises(ConfigError) as caught:
+                    load_config({"BOKEH_PORT": value})
+                self.assertIn(f'BOKEH_PORT must be a whole number from 1 to 65535 (got "{value}")',
+                              str(caught.exception))
+
+    def test_bad_log_level(self):
+        with self.assertRaises(ConfigError) as caught:
+            load_config({"BOKEH_LOG_LEVEL": "verbose"})
+        self.assertIn('(got "verbose"); set BOKEH_LOG_LEVEL=info', str(caught.exception))
+
+
+class Passthrough(unittest.TestCase):
+    def test_extra_args_come_last(self):
+        extra = ["--num-procs", "2", "--session-ids", "external-signed"]
+        argv = argv_for({}, extra)
+        self.assertEqual(argv[-4:], extra)
+        self.assertEqual(argv[:len(argv) - 4], argv_for({}))
+
+    def test_log_line_hides_option_values(self):
+        config = load_config({"BOKEH_NODELAY": "off"})
+        line = describe(config, APPS, ["--num-procs", "2", "--something=hidden-value"])
+        self.assertNotIn("hidden-value", line)
+        self.assertIn("extra=--num-procs,--something", line)
+        self.assertIn("nodelay=off", line)
+        self.assertIn("ws_origins=localhost:8000,127.0.0.1:8000 (from PUBLIC_ORIGINS)", line)
+        self.assertNotIn("\n", line)
+
+
+class FindApps(unittest.TestCase):
+    def test_only_app_folders_sorted(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp)
+            for name in ("zeta", "alpha", "__pycache__", ".hidden"):
+                (root / name).mkdir()
+                (root / name / "main.py").write_text("")
+            (root / "notebook").mkdir()
+            (root / "notebook" / "main.ipynb").write_text("{}")
+            (root / "empty").mkdir()
+            (root / "loose.py").write_text("")
+            self.assertEqual([p.name for p in find_apps(root)], ["alpha", "notebook", "zeta"])
+
+    def test_missing_folder(self):
+        self.assertEqual(find_apps(Path("/nonexistent/apps")), [])
+
+
+class Launcher(unittest.TestCase):
+    """Runs serve.py as a program; these paths exit before Bokeh is imported."""
+
+    def run_serve(self, args=(), **env):
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith(("BOKEH_", "PUBLIC_"))}
+        full_env.update(env)
+        return subprocess.run([sys.executable, str(SERVE_DIR / "serve.py"), *args], env=full_env,
+                              capture_output=True, text=True, timeout=30)
+
+    def test_bad_setting_exits_2_with_one_line(self):
+        result = self.run_serve(BOKEH_PREFIX="bokeh")
+        self.assertEqual(result.returncode, 2)
+        self.assertEqual(result.stderr,
+                         'serve: BOKEH_PREFIX must start with "/" (got "bokeh"); '
+                         'set BOKEH_PREFIX=/bokeh\n')
+
+    def test_command_instead_of_options(self):
+        result = self.run_serve([sys.executable, "-c", "print('ran')"])
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(result.stdout, "ran\n")
+
+    def test_import_does_not_load_bokeh(self):
+        code = f"import sys; sys.path.insert(0, {str(SERVE_DIR)!r}); import serve; " \
+               "print('bokeh' in sys.modules)"
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                timeout=30)
+        self.assertEqual(result.stdout.strip(), "False", result.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
