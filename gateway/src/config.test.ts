@@ -1,0 +1,80 @@
+import { readFileSync } from 'node:fs';
+import { ConfigError, loadConfig, SETTINGS } from './config.js';
+
+function problems(env: Record<string, string>): string[] {
+  try {
+    loadConfig(env);
+  } catch (err) {
+    if (err instanceof ConfigError) return err.problems;
+    throw err;
+  }
+  throw new Error('expected the configuration to be refused');
+}
+
+describe('loadConfig', () => {
+  test('defaults describe the bare-dev stack', () => {
+    const config = loadConfig({});
+    expect(config.port).toBe(8000);
+    expect(config.bokehUrl.origin).toBe('http://bokeh:5006');
+    expect(config.bokehPrefix).toBe('/bokeh');
+    expect(config.apps).toEqual(['sliders', 'stream', 'ping']);
+    expect(config.publicOrigins.map((origin) => origin.origin)).toEqual(['http://localhost:8000', 'http://127.0.0.1:8000']);
+    expect(config.trustProxy).toBe(false);
+    expect(config.wsMaxMessageBytes).toBe(20 * 1024 * 1024);
+  });
+
+  test('reads and normalises every kind of value', () => {
+    const config = loadConfig({
+      PORT: '3000',
+      BOKEH_PREFIX: '/dash/bokeh',
+      BOKEH_APPS: ' a , b-2 ,c_3 ',
+      PUBLIC_ORIGINS: 'https://Dash.Example.com, http://localhost:3000',
+      TRUST_PROXY: 'loopback, 10.0.0.0/8',
+    });
+    expect(config.port).toBe(3000);
+    expect(config.bokehPrefix).toBe('/dash/bokeh');
+    expect(config.apps).toEqual(['a', 'b-2', 'c_3']);
+    expect(config.publicOrigins.map((origin) => origin.origin)).toEqual(['https://dash.example.com', 'http://localhost:3000']);
+    expect(config.trustProxy).toEqual(['loopback', '10.0.0.0/8']);
+    expect(loadConfig({ TRUST_PROXY: '1' }).trustProxy).toBe(1);
+  });
+
+  test.each([
+    ['PORT', 'eighty', /PORT="eighty" must be a whole number\. Set PORT to a TCP port/],
+    ['PORT', '70000', /PORT="70000" must be at most 65535/],
+    ['BOKEH_PREFIX', 'bokeh', /BOKEH_PREFIX="bokeh" must be a path like \/bokeh.*Set BOKEH_PREFIX to a path such as BOKEH_PREFIX=\/bokeh/],
+    ['BOKEH_PREFIX', '/bokeh/', /BOKEH_PREFIX="\/bokeh\/" must be a path/],
+    ['BOKEH_URL', 'bokeh:5006', /BOKEH_URL="bokeh:5006" must use http or https/],
+    ['BOKEH_URL', 'http://bokeh:5006/bokeh', /is not a bare origin/],
+    ['BOKEH_APPS', 'sliders,../etc', /BOKEH_APPS=.*app names may use letters/],
+    ['BOKEH_APPS', 'a,a', /BOKEH_APPS="a,a" lists an app twice/],
+    ['BOKEH_APPS', ' , ', /must list at least one value/],
+    ['PUBLIC_ORIGINS', 'localhost:8000', /PUBLIC_ORIGINS="localhost:8000" must use http or https.*PUBLIC_ORIGINS=https:\/\/dash\.example\.com/],
+    ['PUBLIC_ORIGINS', 'http://example.com/app', /not a bare origin/],
+    ['TRUST_PROXY', 'true', /would trust X-Forwarded-\* from any client/],
+    ['TRUST_PROXY', 'nginx', /"nginx" is neither an IP address/],
+    ['LOG_LEVEL', 'loud', /LOG_LEVEL="loud".*Set LOG_LEVEL to one of fatal/],
+    ['WS_MAX_MESSAGE_BYTES', '10', /must be at least 1024/],
+  ])('%s=%j is refused with the variable and the fix', (name, value, message) => {
+    const found = problems({ [name]: value });
+    expect(found).toHaveLength(1);
+    expect(found[0]).toMatch(message);
+  });
+
+  test('every bad variable is reported at once', () => {
+    const found = problems({ PORT: '-1', BOKEH_PREFIX: 'x', LOG_LEVEL: 'x' });
+    expect(found.map((line) => line.split('=')[0])).toEqual(['PORT', 'BOKEH_PREFIX', 'LOG_LEVEL']);
+    expect(new ConfigError(found).message).toMatch(/^Invalid gateway configuration:\n {2}- PORT=/);
+  });
+});
+
+describe('.env.example', () => {
+  const example = readFileSync(new URL('../../.env.example', import.meta.url), 'utf8');
+
+  test.each(SETTINGS.filter((setting) => setting.env !== 'BOKEH_URL').map((setting) => [setting.env, setting.default]))(
+    'documents %s with its default',
+    (env, fallback) => {
+      expect(example).toMatch(new RegExp(`^#? ?${env}=${fallback.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}$`, 'm'));
+    },
+  );
+});

@@ -1,0 +1,101 @@
+/**
+ * What the gateway answers when it cannot do what was asked: one table from upstream failures
+ * to HTTP statuses, and one renderer that speaks HTML to browsers and JSON to programs.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { STATUS_CODES } from 'node:http';
+import { page, escapeHtml } from './html.js';
+
+export interface GatewayError {
+  status: number;
+  /** Stable machine-readable code, e.g. "BOKEH_UNREACHABLE". */
+  code: string;
+  /** One sentence a user can act on. */
+  message: string;
+}
+
+/**
+ * Network errors talking to Bokeh, by Node error code. 503 means "not there (yet)": the
+ * container is stopped, starting or its name does not resolve; 502 means it answered badly;
+ * 504 means it did not answer in time.
+ */
+const UPSTREAM_FAILURES: Record<string, { status: number; what: string }> = {
+  ECONNREFUSED: { status: 503, what: 'refused the connection (it is not running or still starting)' },
+  ENOTFOUND: { status: 503, what: 'cannot be found on the network (its container is stopped or its name is wrong)' },
+  EAI_AGAIN: { status: 503, what: 'cannot be found on the network (its container is stopped or its name is wrong)' },
+  EHOSTUNREACH: { status: 503, what: 'is unreachable' },
+  ENETUNREACH: { status: 503, what: 'is unreachable' },
+  ECONNRESET: { status: 502, what: 'closed the connection before answering' },
+  EPIPE: { status: 502, what: 'closed the connection before answering' },
+  ETIMEDOUT: { status: 504, what: 'did not answer in time' },
+  ESOCKETTIMEDOUT: { status: 504, what: 'did not answer in time' },
+  ECONNABORTED: { status: 504, what: 'did not answer in time' },
+};
+
+export function upstreamError(err: NodeJS.ErrnoException, upstream: string): GatewayError {
+  const known = err.code === undefined ? undefined : UPSTREAM_FAILURES[err.code];
+  const status = known?.status ?? 502;
+  const what = known?.what ?? `failed (${err.message})`;
+  return {
+    status,
+    code: status === 504 ? 'BOKEH_TIMEOUT' : status === 503 ? 'BOKEH_UNAVAILABLE' : 'BOKEH_BAD_GATEWAY',
+    message: `The Bokeh server at ${upstream} ${what}${err.code ? ` [${err.code}]` : ''}. The gateway keeps running and will reconnect when Bokeh is back.`,
+  };
+}
+
+/** Whether the client prefers JSON over HTML (APIs, curl with Accept, tests). */
+function wantsJson(req: IncomingMessage): boolean {
+  const accept = req.headers.accept ?? '';
+  const json = accept.indexOf('application/json');
+  const html = accept.indexOf('text/html');
+  return json !== -1 && (html === -1 || json < html);
+}
+
+export function errorBody(req: IncomingMessage, error: GatewayError, detailHtml = ''): { type: string; body: string } {
+  if (wantsJson(req)) {
+    return { type: 'application/json; charset=utf-8', body: JSON.stringify({ error: error.code, status: error.status, message: error.message }) };
+  }
+  const title = `${error.status} ${STATUS_CODES[error.status] ?? 'Error'}`;
+  return {
+    type: 'text/html; charset=utf-8',
+    body: page({ title, body: `<h1>${escapeHtml(title)}</h1>\n<p class="error">${escapeHtml(error.message)}</p>\n${detailHtml}` }),
+  };
+}
+
+export function sendError(req: IncomingMessage, res: ServerResponse, error: GatewayError, detailHtml = ''): void {
+  if (res.headersSent) {
+    // Part of a response already went out: the only honest signal left is a cut connection.
+    res.destroy();
+    return;
+  }
+  const { type, body } = errorBody(req, error, detailHtml);
+  res.writeHead(error.status, {
+    'Content-Type': type,
+    'Content-Length': Buffer.byteLength(body),
+    'Cache-Control': 'no-store',
+    ...(error.status === 503 ? { 'Retry-After': '5' } : {}),
+  });
+  res.end(body);
+}
+
+/**
+ * Answers a WebSocket upgrade that will not be completed with a plain HTTP response, then closes
+ * the socket: before the 101 the connection still speaks HTTP, so this is what the client reads.
+ */
+export function rejectUpgrade(socket: Duplex, error: GatewayError): void {
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const body = JSON.stringify({ error: error.code, status: error.status, message: error.message });
+  socket.end(
+    `HTTP/1.1 ${error.status} ${STATUS_CODES[error.status] ?? 'Error'}\r\n` +
+      'Connection: close\r\n' +
+      'Content-Type: application/json; charset=utf-8\r\n' +
+      `Content-Length: ${Buffer.byteLength(body)}\r\n` +
+      'Cache-Control: no-store\r\n' +
+      '\r\n' +
+      body,
+  );
+}

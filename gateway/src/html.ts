@@ -1,0 +1,64 @@
+/** The HTML shell shared by every page the gateway renders, and the one escaping helper. */
+
+const ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
+
+export function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (char) => ESCAPES[char]!);
+}
+
+const STYLE = `
+  :root { color-scheme: light dark; --fg: #1d2330; --muted: #5b6475; --line: #d9dee7; --accent: #1f6feb; --bg: #ffffff; --card: #f6f8fb; }
+  @media (prefers-color-scheme: dark) { :root { --fg: #e6e9ef; --muted: #9aa3b2; --line: #2f3542; --accent: #58a6ff; --bg: #0f1218; --card: #171b23; } }
+  * { box-sizing: border-box; }
+  body { margin: 0; font: 16px/1.5 system-ui, -apple-system, "Segoe UI", sans-serif; color: var(--fg); background: var(--bg); }
+  header { display: flex; align-items: center; gap: 1rem; padding: .75rem 1.5rem; border-bottom: 1px solid var(--line); }
+  header a.home { font-weight: 600; color: var(--fg); text-decoration: none; }
+  header nav { display: flex; gap: 1rem; flex-wrap: wrap; }
+  header nav a { color: var(--muted); text-decoration: none; }
+  header nav a[aria-current="page"] { color: var(--accent); font-weight: 600; }
+  main { max-width: 1100px; margin: 0 auto; padding: 1.5rem; }
+  h1 { font-size: 1.6rem; margin: 0 0 .5rem; }
+  .muted { color: var(--muted); }
+  ul.apps { list-style: none; padding: 0; display: grid; gap: 1rem; grid-template-columns: repeat(auto-fill, minmax(240px, 1fr)); }
+  ul.apps li a { display: block; padding: 1rem; border: 1px solid var(--line); border-radius: 8px; background: var(--card); color: var(--fg); text-decoration: none; }
+  ul.apps li a:hover { border-color: var(--accent); }
+  ul.apps code { color: var(--muted); }
+  .error { padding: .75rem 1rem; border-left: 4px solid #d73a49; background: var(--card); }
+  .bk-embed-error { padding: .75rem 1rem; border-left: 4px solid #d73a49; background: var(--card); }
+  .embed { margin: 1rem 0; padding: 1rem; border: 1px solid var(--line); border-radius: 8px; }
+  pre { overflow-x: auto; padding: 1rem; background: var(--card); border-radius: 8px; font-size: .85rem; }
+`;
+
+export interface PageParts {
+  title: string;
+  body: string;
+  /** Navigation entries: [href, label, current]. */
+  nav?: Array<[string, string, boolean]>;
+}
+
+export function page({ title, body, nav = [] }: PageParts): string {
+  const links = nav
+    .map(([href, label, current]) => `<a href="${escapeHtml(href)}"${current ? ' aria-current="page"' : ''}>${escapeHtml(label)}</a>`)
+    .join('\n      ');
+  return `<!doctype html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <meta name="viewport" content="width=device-width, initial-scale=1">
+  <title>${escapeHtml(title)}</title>
+  <style>${STYLE}</style>
+</head>
+<body>
+  <header>
+    <a class="home" href="/">Bokeh apps</a>
+    <nav>
+      ${links}
+    </nav>
+  </header>
+  <main>
+${body}
+  </main>
+</body>
+</html>
+`;
+}

@@ -1,0 +1,79 @@
+/**
+ * HTTP reverse proxy for everything under the Bokeh prefix: autoload.js, static assets,
+ * metadata, and whatever else Bokeh serves there, for every method. WebSocket upgrades are not
+ * handled here but in websocket.ts, from the server's `upgrade` event.
+ */
+import { Agent, type AgentOptions, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createProxyMiddleware, proxyEventsPlugin, type RequestHandler } from 'http-proxy-middleware';
+import type { Logger } from 'pino';
+import type { Config } from './config.js';
+import { sendError, upstreamError } from './errors.js';
+import type { ClientView } from './forwarded.js';
+
+/**
+ * One keep-alive pool to Bokeh for the whole gateway: opening a TCP connection per request made
+ * proxied requests tens of times slower. No-delay because Bokeh's replies are many small writes.
+ */
+export function upstreamAgent(): Agent {
+  // Agents hand socket options such as noDelay on to net.connect; the typings omit them.
+  const options: AgentOptions & { noDelay: boolean } = {
+    keepAlive: true,
+    keepAliveMsecs: 10_000,
+    maxSockets: 256,
+    maxFreeSockets: 32,
+    scheduling: 'lifo',
+    noDelay: true,
+  };
+  return new Agent(options);
+}
+
+/**
+ * Headers describing the client, recomputed by the gateway: whatever a client sent itself is
+ * replaced, and values from a trusted proxy have already been folded into `view`.
+ */
+export function forwardedHeaders(req: IncomingMessage, view: ClientView): Record<string, string> {
+  const url = new URL(view.origin);
+  return {
+    'x-forwarded-for': view.ip,
+    'x-forwarded-proto': view.proto,
+    'x-forwarded-host': url.host,
+    'x-forwarded-port': url.port || (view.proto === 'https' ? '443' : '80'),
+    'x-real-ip': view.ip,
+    ...(req.headers.host === undefined ? {} : { host: req.headers.host }),
+  };
+}
+
+export function httpProxy(
+  config: Config,
+  agent: Agent,
+  view: (req: IncomingMessage) => ClientView,
+  log: Logger,
+): RequestHandler<IncomingMessage, ServerResponse> {
+  const upstream = config.bokehUrl.origin;
+  return createProxyMiddleware<IncomingMessage, ServerResponse>({
+    target: upstream,
+    agent,
+    pathFilter: (path) => path === config.bokehPrefix || path.startsWith(`${config.bokehPrefix}/`),
+    // Bokeh is told the public host through X-Forwarded-Host; the Host header stays as the
+    // browser sent it so that Bokeh's own absolute URLs (when it builds any) are public too.
+    changeOrigin: false,
+    xfwd: false,
+    proxyTimeout: config.upstreamTimeoutMs,
+    // The default plugins log to the console and write their own error pages; keep only the one
+    // that wires up the `on` handlers below.
+    ejectPlugins: true,
+    plugins: [proxyEventsPlugin],
+    on: {
+      proxyReq: (proxyReq, req) => {
+        for (const [name, value] of Object.entries(forwardedHeaders(req, view(req)))) proxyReq.setHeader(name, value);
+        proxyReq.removeHeader('x-forwarded-server');
+      },
+      error: (err, req, res) => {
+        const error = upstreamError(err as NodeJS.ErrnoException, upstream);
+        log.warn({ err: { message: err.message, code: (err as NodeJS.ErrnoException).code }, url: req.url, status: error.status }, 'bokeh request failed');
+        if ('writeHead' in res) sendError(req, res, error);
+        else res.destroy();
+      },
+    },
+  });
+}

@@ -1,0 +1,118 @@
+/**
+ * The gateway: pages, health, the HTTP proxy and the WebSocket relay on one HTTP server, and
+ * its orderly shutdown. `startGateway` and `GatewayServer.close` are all that main.ts and the
+ * tests need.
+ */
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import express, { type NextFunction, type Request, type Response } from 'express';
+import type { Logger } from 'pino';
+import { pinoHttp } from 'pino-http';
+import type { Config } from './config.js';
+import { sendError } from './errors.js';
+import { clientView, compileTrust } from './forwarded.js';
+import { healthRouter } from './health.js';
+import { pagesRouter } from './pages.js';
+import { httpProxy, upstreamAgent } from './proxy.js';
+import { CLOSE, webSocketRelay } from './websocket.js';
+
+/**
+ * Node's defaults, tightened: a client gets 20 s to send its headers and 60 s for the whole
+ * request, and idle keep-alive connections stay open longer than the 60 s that load balancers
+ * commonly use, so the balancer (not the gateway) closes them and never races a new request.
+ */
+const HEADERS_TIMEOUT_MS = 20_000;
+const REQUEST_TIMEOUT_MS = 60_000;
+const KEEP_ALIVE_TIMEOUT_MS = 65_000;
+
+export interface GatewayServer {
+  readonly server: Server;
+  /** The URL the gateway listens on, e.g. http://127.0.0.1:8000. */
+  readonly url: string;
+  /** Stops accepting, closes WebSockets with 1001, lets requests finish within the bound. */
+  close(): Promise<void>;
+}
+
+export async function startGateway(config: Config, log: Logger): Promise<GatewayServer> {
+  const trust = compileTrust(config.trustProxy);
+  const viewCache = new WeakMap<IncomingMessage, ReturnType<typeof clientView>>();
+  const view = (req: IncomingMessage) => {
+    let cached = viewCache.get(req);
+    if (cached === undefined) {
+      cached = clientView(req, trust, config.publicOrigins);
+      viewCache.set(req, cached);
+    }
+    return cached;
+  };
+
+  const agent = upstreamAgent();
+  const relay = webSocketRelay(config, view, log);
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('query parser', 'simple');
+
+  app.use(
+    pinoHttp({
+      logger: log,
+      autoLogging: { ignore: (req) => req.url === '/healthz' || req.url === '/readyz' },
+      customProps: (req) => ({ ip: view(req).ip }),
+      serializers: {
+        req: (req: { method: string; url: string }) => ({ method: req.method, url: req.url }),
+        res: (res: { statusCode: number }) => ({ status: res.statusCode }),
+      },
+      customLogLevel: (_req, res, err) => (err || res.statusCode >= 500 ? 'warn' : 'info'),
+    }),
+  );
+  app.use(healthRouter(config, agent, () => ({ openWebSockets: relay.openSessions })));
+  app.use(httpProxy(config, agent, view, log));
+  app.use(pagesRouter(config, view));
+  app.use((req: Request, res: Response) => {
+    sendError(req, res, { status: 404, code: 'NOT_FOUND', message: `Nothing here. Apps are at /apps/<name> and Bokeh itself under ${config.bokehPrefix}/.` });
+  });
+  app.use((err: Error, req: Request, res: Response, _next: NextFunction) => {
+    const status = (err as { status?: number }).status;
+    if (typeof status === 'number' && status >= 400 && status < 500) {
+      sendError(req, res, { status, code: 'BAD_REQUEST', message: err.message });
+      return;
+    }
+    log.error({ err }, 'unhandled error');
+    sendError(req, res, { status: 500, code: 'INTERNAL', message: 'The gateway failed to handle this request; the error is in its log.' });
+  });
+
+  const server = createServer({ noDelay: true, headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: REQUEST_TIMEOUT_MS, keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS }, app);
+  server.on('upgrade', relay.handleUpgrade);
+  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    // Malformed HTTP from a client: answer 400 if the socket still can, never crash.
+    if (socket.writable && err.code !== 'ECONNRESET') socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+    else socket.destroy();
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.port, config.listenAddress, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const address = server.address() as AddressInfo;
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  const url = `http://${host === '0.0.0.0' || host === '[::]' ? '127.0.0.1' : host}:${address.port}`;
+
+  let closing: Promise<void> | undefined;
+  const close = () => {
+    closing ??= (async () => {
+      const started = Date.now();
+      const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      await relay.closeAll(CLOSE.goingAway, 'Gateway shutting down', config.shutdownTimeoutMs);
+      const left = Math.max(0, config.shutdownTimeoutMs - (Date.now() - started));
+      const timer = setTimeout(() => server.closeAllConnections(), left);
+      await stopped;
+      clearTimeout(timer);
+      agent.destroy();
+    })();
+    return closing;
+  };
+
+  return { server, url, close };
+}
