@@ -1,0 +1,29 @@
+// Two projects: gateway unit tests (beside the code) and integration tests that drive the real
+// stack in Docker. Both are ESM TypeScript; `npm run typecheck` does the type checking, so
+// ts-jest only transpiles.
+const typescript = (tsconfig) => ({
+  extensionsToTreatAsEsm: ['.ts'],
+  moduleNameMapper: { '^(\\.{1,2}/.*)\\.js$': '$1' },
+  transform: { '^.+\\.ts$': ['ts-jest', { useESM: true, tsconfig }] },
+  testEnvironment: 'node',
+});
+
+/** @type {import('jest').Config} */
+export default {
+  // Two cores: the integration suite runs one stack at a time.
+  maxWorkers: 1,
+  projects: [
+    {
+      displayName: 'unit',
+      ...typescript('<rootDir>/gateway/tsconfig.json'),
+      testMatch: ['<rootDir>/gateway/src/**/*.test.ts'],
+    },
+    {
+      displayName: 'integration',
+      ...typescript('<rootDir>/tests/tsconfig.json'),
+      testMatch: ['<rootDir>/tests/**/*.test.ts'],
+      globalSetup: '<rootDir>/tests/support/global-setup.ts',
+      slowTestThreshold: 60,
+    },
+  ],
+};

@@ -1,0 +1,27 @@
+/**
+ * Builds the stack's images once per test run. Every test stack then starts from these images
+ * instead of building its own copy (which would re-tag images and leave dangling layers).
+ *
+ * Jest loads this file with Node's own loader, outside its module mapping, so it imports only
+ * Node built-ins.
+ */
+import { execFile } from 'node:child_process';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+
+export default async function globalSetup(): Promise<void> {
+  const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+  const started = Date.now();
+  process.stdout.write('\n[integration] building stack images (docker compose build)...\n');
+  try {
+    await promisify(execFile)('docker', ['compose', '--profile', '*', 'build'], { cwd: root, maxBuffer: 64 * 1024 * 1024 });
+  } catch (err) {
+    const { stderr, stdout } = err as { stderr?: string; stdout?: string };
+    throw new Error(
+      `docker compose build failed:\n${stdout ?? ''}\n${stderr ?? ''}\n` +
+        'Is the Docker engine running, and can it pull the base images (or are PYTHON_IMAGE and NODE_IMAGE set to local ones)?',
+    );
+  }
+  process.stdout.write(`[integration] images built in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
+}
