@@ -18,7 +18,7 @@ describe('loadConfig', () => {
     expect(config.bokehUrl.origin).toBe('http://bokeh:5006');
     expect(config.bokehPrefix).toBe('/bokeh');
     expect(config.apps).toEqual(['sliders', 'stream', 'ping']);
-    expect(config.publicOrigins.map((origin) => origin.origin)).toEqual(['http://localhost:8000', 'http://127.0.0.1:8000']);
+    expect(config.publicOrigins.map((origin) => origin.origin)).toEqual(['http://localhost:8000', 'http://127.0.0.1:8000', 'https://localhost:8443', 'https://127.0.0.1:8443']);
     expect(config.trustProxy).toBe(false);
     expect(config.wsMaxMessageBytes).toBe(20 * 1024 * 1024);
   });
@@ -37,6 +37,7 @@ describe('loadConfig', () => {
     expect(config.publicOrigins.map((origin) => origin.origin)).toEqual(['https://dash.example.com', 'http://localhost:3000']);
     expect(config.trustProxy).toEqual(['loopback', '10.0.0.0/8']);
     expect(loadConfig({ TRUST_PROXY: '1' }).trustProxy).toBe(1);
+    expect(loadConfig({ TRUST_PROXY: 'nginx' }).trustProxy).toEqual(['nginx']);
   });
 
   test.each([
@@ -52,13 +53,17 @@ describe('loadConfig', () => {
     ['PUBLIC_ORIGINS', 'localhost:8000', /PUBLIC_ORIGINS="localhost:8000" must use http or https.*PUBLIC_ORIGINS=https:\/\/dash\.example\.com/],
     ['PUBLIC_ORIGINS', 'http://example.com/app', /not a bare origin/],
     ['TRUST_PROXY', 'true', /would trust X-Forwarded-\* from any client/],
-    ['TRUST_PROXY', 'nginx', /"nginx" is neither an IP address/],
+    ['TRUST_PROXY', 'nginx proxy', /"nginx proxy" is neither an IP address/],
     ['LOG_LEVEL', 'loud', /LOG_LEVEL="loud".*Set LOG_LEVEL to one of fatal/],
     ['WS_MAX_MESSAGE_BYTES', '10', /must be at least 1024/],
   ])('%s=%j is refused with the variable and the fix', (name, value, message) => {
     const found = problems({ [name]: value });
     expect(found).toHaveLength(1);
     expect(found[0]).toMatch(message);
+  });
+
+  test('an empty value means the default', () => {
+    expect(loadConfig({ LOG_LEVEL: '', PORT: ' ', BOKEH_APPS: '' })).toMatchObject({ logLevel: 'info', port: 8000, apps: ['sliders', 'stream', 'ping'] });
   });
 
   test('every bad variable is reported at once', () => {
@@ -71,10 +76,10 @@ describe('loadConfig', () => {
 describe('.env.example', () => {
   const example = readFileSync(new URL('../../.env.example', import.meta.url), 'utf8');
 
-  test.each(SETTINGS.filter((setting) => setting.env !== 'BOKEH_URL').map((setting) => [setting.env, setting.default]))(
-    'documents %s with its default',
-    (env, fallback) => {
-      expect(example).toMatch(new RegExp(`^#? ?${env}=${fallback.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}$`, 'm'));
-    },
-  );
+  // The compose file sets these two for the stack; .env.example documents the stack's values.
+  const setByCompose: Record<string, string> = { BOKEH_URL: 'http://bokeh:5006', TRUST_PROXY: 'nginx' };
+
+  test.each(SETTINGS.map((setting) => [setting.env, setByCompose[setting.env] ?? setting.default]))('documents %s with its default', (env, fallback) => {
+    expect(example).toMatch(new RegExp(`^#? ?${env}=${fallback!.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}$`, 'm'));
+  });
 });

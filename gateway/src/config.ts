@@ -94,8 +94,10 @@ const trustProxy = z
     if (/^\d+$/.test(value)) return Number(value);
     const entries = value.split(',').map((part) => part.trim()).filter(Boolean);
     for (const entry of entries) {
-      if (!PROXY_PRESETS.has(entry) && !/^[0-9a-fA-F.:]+(\/\d{1,3})?$/.test(entry)) {
-        ctx.addIssue({ code: 'custom', message: `"${entry}" is neither an IP address, a CIDR range nor a preset` });
+      const address = /^[0-9a-fA-F.:]+(\/\d{1,3})?$/.test(entry);
+      const hostName = /^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$/.test(entry);
+      if (!PROXY_PRESETS.has(entry) && !address && !hostName) {
+        ctx.addIssue({ code: 'custom', message: `"${entry}" is neither an IP address, a CIDR range, a preset nor a host name` });
         return z.NEVER;
       }
     }
@@ -146,7 +148,7 @@ const settings = {
   },
   publicOrigins: {
     env: 'PUBLIC_ORIGINS',
-    default: 'http://localhost:8000,http://127.0.0.1:8000',
+    default: 'http://localhost:8000,http://127.0.0.1:8000,https://localhost:8443,https://127.0.0.1:8443',
     doc: 'Origins users open pages at (scheme://host[:port], comma-separated, first is canonical). Pages use the one the request came in on, else the first; Bokeh allows WebSockets only from these.',
     fix: 'the address users type, e.g. PUBLIC_ORIGINS=https://dash.example.com',
     schema: list(origin),
@@ -154,8 +156,8 @@ const settings = {
   trustProxy: {
     env: 'TRUST_PROXY',
     default: 'false',
-    doc: 'Which peers may set X-Forwarded-For/Proto/Host: false, a hop count, or IPs/CIDRs/presets (loopback, linklocal, uniquelocal).',
-    fix: 'false when browsers connect directly, or the address or network of your reverse proxy, e.g. TRUST_PROXY=172.16.0.0/12',
+    doc: 'Which peers may set X-Forwarded-For/Proto/Host: false, a hop count, or IPs, CIDR ranges, presets (loopback, linklocal, uniquelocal) and host names (looked up in DNS).',
+    fix: 'false when browsers connect directly, or the host name, address or network of your reverse proxy, e.g. TRUST_PROXY=nginx',
     schema: trustProxy,
   },
   logLevel: {
@@ -212,7 +214,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const problems: string[] = [];
   const values: Record<string, unknown> = {};
   for (const [key, setting] of Object.entries(settings) as [keyof Config, Setting<unknown>][]) {
-    const raw = env[setting.env] ?? setting.default;
+    // An empty value (`LOG_LEVEL=` in a .env file) means "not set", as it does for the launcher.
+    const given = env[setting.env];
+    const raw = given === undefined || given.trim() === '' ? setting.default : given;
     const result = setting.schema.safeParse(raw);
     if (result.success) {
       values[key] = result.data;

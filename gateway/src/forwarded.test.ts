@@ -1,5 +1,7 @@
 import type { IncomingMessage } from 'node:http';
-import { clientView, compileTrust } from './forwarded.js';
+import { clientView, ProxyTrust } from './forwarded.js';
+
+const compileTrust = (setting: ConstructorParameters<typeof ProxyTrust>[0]) => new ProxyTrust(setting).trusts;
 
 const origins = [new URL('https://dash.example.com'), new URL('http://localhost:8000')];
 
@@ -37,5 +39,23 @@ describe('clientView', () => {
     const view = clientView(request('10.0.0.2', { host: 'x', 'x-forwarded-for': '198.51.100.7, 10.0.0.3', 'x-forwarded-proto': 'https', 'x-forwarded-host': 'dash.example.com' }), trust, origins);
     expect(view.ip).toBe('10.0.0.3');
     expect(view.origin).toBe('https://dash.example.com');
+  });
+});
+
+describe('ProxyTrust with host names', () => {
+  test('trusts the addresses a name resolves to, once a forwarded request asks', async () => {
+    const trust = new ProxyTrust(['localhost']);
+    const req = request('127.0.0.1', { host: 'x', 'x-forwarded-proto': 'https' });
+    expect(trust.trusts('127.0.0.1', 0)).toBe(false);
+    await trust.prepare(req);
+    expect(trust.trusts('127.0.0.1', 0)).toBe(true);
+    expect(trust.trusts('::ffff:127.0.0.1', 0)).toBe(true);
+    expect(trust.trusts('10.1.2.3', 0)).toBe(false);
+  });
+
+  test('a name that does not resolve trusts nobody', async () => {
+    const trust = new ProxyTrust(['no-such-proxy.invalid']);
+    await trust.prepare(request('127.0.0.1', { host: 'x', 'x-forwarded-for': '1.2.3.4' }));
+    expect(trust.trusts('127.0.0.1', 0)).toBe(false);
   });
 });

@@ -4,7 +4,9 @@
  * this one view, so a browser is never handed an internal host name (bokeh issues #5993, #5830)
  * and a client cannot forge the URLs a page embeds.
  */
+import { lookup } from 'node:dns/promises';
 import type { IncomingMessage } from 'node:http';
+import { isIP } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import proxyAddr from 'proxy-addr';
 import type { Config } from './config.js';
@@ -22,10 +24,61 @@ export interface ClientView {
   origin: string;
 }
 
-export function compileTrust(trust: Config['trustProxy']): TrustFn {
-  if (trust === false) return () => false;
-  if (typeof trust === 'number') return (_address, hop) => hop < trust;
-  return proxyAddr.compile(trust);
+const PROXY_PRESETS = new Set(['loopback', 'linklocal', 'uniquelocal']);
+
+/** Node reports IPv4 peers of a dual-stack socket as ::ffff:a.b.c.d. */
+function plainAddress(address: string): string {
+  return address.startsWith('::ffff:') && isIP(address.slice(7)) === 4 ? address.slice(7) : address;
+}
+
+/**
+ * Which peers may speak for the client. Besides Express's forms (hop count, addresses, CIDR
+ * ranges, presets) it takes host names such as `nginx`: in compose, a service's address is only
+ * known at run time and changes when its container is recreated. Names are looked up again,
+ * at most once a second, when a request carrying X-Forwarded-* comes from a peer not yet trusted.
+ */
+export class ProxyTrust {
+  private readonly fixed: TrustFn;
+  private readonly names: string[];
+  private resolved = new Set<string>();
+  private lastLookup = 0;
+  private pending: Promise<void> | undefined;
+
+  constructor(setting: Config['trustProxy']) {
+    if (setting === false) {
+      this.fixed = () => false;
+      this.names = [];
+    } else if (typeof setting === 'number') {
+      this.fixed = (_address, hop) => hop < setting;
+      this.names = [];
+    } else {
+      const addresses = setting.filter((entry) => PROXY_PRESETS.has(entry) || isIP(entry.split('/')[0]!) !== 0);
+      this.fixed = addresses.length > 0 ? proxyAddr.compile(addresses) : () => false;
+      this.names = setting.filter((entry) => !addresses.includes(entry));
+    }
+  }
+
+  readonly trusts: TrustFn = (address, hop) => this.fixed(address, hop) || this.resolved.has(plainAddress(address));
+
+  /** Makes sure name lookups are fresh enough to judge this request; cheap when they are. */
+  async prepare(req: IncomingMessage): Promise<void> {
+    if (this.names.length === 0) return;
+    const peer = req.socket.remoteAddress ?? '';
+    const forwarded = req.headers['x-forwarded-for'] ?? req.headers['x-forwarded-proto'] ?? req.headers['x-forwarded-host'];
+    if (forwarded === undefined || this.trusts(peer, 0) || Date.now() - this.lastLookup < 1_000) return;
+    this.pending ??= this.lookupNames().finally(() => {
+      this.pending = undefined;
+    });
+    await this.pending;
+  }
+
+  private async lookupNames(): Promise<void> {
+    this.lastLookup = Date.now();
+    const found = await Promise.all(
+      this.names.map((name) => lookup(name, { all: true }).then((answers) => answers.map((answer) => answer.address), () => [])),
+    );
+    this.resolved = new Set(found.flat());
+  }
 }
 
 function firstValue(header: string | string[] | undefined): string | undefined {
@@ -35,7 +88,7 @@ function firstValue(header: string | string[] | undefined): string | undefined {
 }
 
 export function clientView(req: IncomingMessage, trust: TrustFn, publicOrigins: readonly URL[]): ClientView {
-  const peer = req.socket.remoteAddress ?? '';
+  const peer = plainAddress(req.socket.remoteAddress ?? '');
   const fromProxy = trust(peer, 0);
   const encrypted = (req.socket as TLSSocket).encrypted === true;
 

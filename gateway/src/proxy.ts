@@ -58,7 +58,6 @@ export function httpProxy(
     // browser sent it so that Bokeh's own absolute URLs (when it builds any) are public too.
     changeOrigin: false,
     xfwd: false,
-    proxyTimeout: config.upstreamTimeoutMs,
     // The default plugins log to the console and write their own error pages; keep only the one
     // that wires up the `on` handlers below.
     ejectPlugins: true,
@@ -66,7 +65,11 @@ export function httpProxy(
     on: {
       proxyReq: (proxyReq, req) => {
         for (const [name, value] of Object.entries(forwardedHeaders(req, view(req)))) proxyReq.setHeader(name, value);
-        proxyReq.removeHeader('x-forwarded-server');
+        // Our own timer rather than the proxy's proxyTimeout, which ends the request as a plain
+        // ECONNRESET: a slow Bokeh must read as 504, not as a broken one.
+        proxyReq.setTimeout(config.upstreamTimeoutMs, () => {
+          proxyReq.destroy(Object.assign(new Error(`no answer within ${config.upstreamTimeoutMs} ms`), { code: 'ETIMEDOUT' }));
+        });
       },
       error: (err, req, res) => {
         const error = upstreamError(err as NodeJS.ErrnoException, upstream);

@@ -5,12 +5,13 @@
  */
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Logger } from 'pino';
 import { pinoHttp } from 'pino-http';
 import type { Config } from './config.js';
 import { sendError } from './errors.js';
-import { clientView, compileTrust } from './forwarded.js';
+import { clientView, ProxyTrust } from './forwarded.js';
 import { healthRouter } from './health.js';
 import { pagesRouter } from './pages.js';
 import { httpProxy, upstreamAgent } from './proxy.js';
@@ -34,12 +35,12 @@ export interface GatewayServer {
 }
 
 export async function startGateway(config: Config, log: Logger): Promise<GatewayServer> {
-  const trust = compileTrust(config.trustProxy);
+  const trust = new ProxyTrust(config.trustProxy);
   const viewCache = new WeakMap<IncomingMessage, ReturnType<typeof clientView>>();
   const view = (req: IncomingMessage) => {
     let cached = viewCache.get(req);
     if (cached === undefined) {
-      cached = clientView(req, trust, config.publicOrigins);
+      cached = clientView(req, trust.trusts, config.publicOrigins);
       viewCache.set(req, cached);
     }
     return cached;
@@ -51,6 +52,9 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
   app.disable('x-powered-by');
   app.set('query parser', 'simple');
 
+  app.use((req: Request, _res: Response, next: NextFunction) => {
+    trust.prepare(req).then(() => next(), next);
+  });
   app.use(
     pinoHttp({
       logger: log,
@@ -80,7 +84,12 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
   });
 
   const server = createServer({ noDelay: true, headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: REQUEST_TIMEOUT_MS, keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS }, app);
-  server.on('upgrade', relay.handleUpgrade);
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    trust.prepare(req).then(
+      () => relay.handleUpgrade(req, socket, head),
+      () => socket.destroy(),
+    );
+  });
   server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
     // Malformed HTTP from a client: answer 400 if the socket still can, never crash.
     if (socket.writable && err.code !== 'ECONNRESET') socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
