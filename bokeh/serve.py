@@ -5,7 +5,7 @@ Settings (an empty value counts as unset, except for BOKEH_PREFIX where it means
   BOKEH_PORT             port to listen on, on all interfaces (default 5006)
   BOKEH_PREFIX           URL path the apps live under, shared with the gateway (default /bokeh)
   PUBLIC_ORIGINS         comma-separated origins users load pages from
-                         (default http://localhost:8000,http://127.0.0.1:8000); becomes --allow-websocket-origin
+                         (default: the bare-dev and nginx layouts on localhost); becomes --allow-websocket-origin
   BOKEH_ALLOW_WS_ORIGIN  Bokeh's own host[:port] list; when set it replaces PUBLIC_ORIGINS
   BOKEH_NODELAY          true/false (default true): TCP_NODELAY on Bokeh's WebSockets
   BOKEH_LOG_LEVEL        trace, debug, info, warning, error or critical (default info)
@@ -30,7 +30,7 @@ APPS_DIR = Path(__file__).resolve().parent / "apps"
 
 DEFAULT_PORT = 5006
 DEFAULT_PREFIX = "/bokeh"
-DEFAULT_PUBLIC_ORIGINS = "http://localhost:8000,http://127.0.0.1:8000"
+DEFAULT_PUBLIC_ORIGINS = "http://localhost:8000,http://127.0.0.1:8000,https://localhost:8443,https://127.0.0.1:8443"
 LOG_LEVELS = ("trace", "debug", "info", "warning", "error", "critical")
 DEFAULT_PORTS = {"http": 80, "https": 443}
 

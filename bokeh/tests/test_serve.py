@@ -40,7 +40,7 @@ class Defaults(unittest.TestCase):
         config = load_config({})
         self.assertEqual(config.port, 5006)
         self.assertEqual(config.prefix, "/bokeh")
-        self.assertEqual(config.ws_origin_args, ("localhost:8000", "127.0.0.1:8000"))
+        self.assertEqual(config.ws_origin_args, ("localhost:8000", "127.0.0.1:8000", "localhost:8443", "127.0.0.1:8443"))
         self.assertTrue(config.nodelay)
         self.assertEqual(config.log_level, "info")
         self.assertEqual(dict(config.env_updates), {})
@@ -52,6 +52,8 @@ class Defaults(unittest.TestCase):
             "--log-level", "info", "--prefix", "/bokeh",
             "--allow-websocket-origin", "localhost:8000",
             "--allow-websocket-origin", "127.0.0.1:8000",
+            "--allow-websocket-origin", "localhost:8443",
+            "--allow-websocket-origin", "127.0.0.1:8443",
         ])
 
     def test_blank_values_mean_default(self):
@@ -158,7 +160,7 @@ class AllowWsOriginOverride(unittest.TestCase):
     def test_blank_override_is_dropped(self):
         config = load_config({"BOKEH_ALLOW_WS_ORIGIN": "  "})
         self.assertEqual(dict(config.env_updates), {"BOKEH_ALLOW_WS_ORIGIN": None})
-        self.assertEqual(config.ws_origin_args, ("localhost:8000", "127.0.0.1:8000"))
+        self.assertEqual(config.ws_origin_args, ("localhost:8000", "127.0.0.1:8000", "localhost:8443", "127.0.0.1:8443"))
 
     def test_url_in_override_is_rejected(self):
         with self.assertRaises(ConfigError) as caught:
@@ -247,7 +249,7 @@ class Passthrough(unittest.TestCase):
         self.assertNotIn("hidden-value", line)
         self.assertIn("extra=--num-procs,--something", line)
         self.assertIn("nodelay=off", line)
-        self.assertIn("ws_origins=localhost:8000,127.0.0.1:8000 (from PUBLIC_ORIGINS)", line)
+        self.assertIn("ws_origins=localhost:8000,127.0.0.1:8000,localhost:8443,127.0.0.1:8443 (from PUBLIC_ORIGINS)", line)
         self.assertNotIn("\n", line)
 
 

@@ -218,6 +218,13 @@ describe('only the gateway faces the host', () => {
     expect(internal.stdout.trim()).toBe('true');
   });
 
+  test('the gateway is published on 127.0.0.1 only', async () => {
+    const { stdout } = await run('docker', ['inspect', '--format', '{{json .HostConfig.PortBindings}}', stack.container('gateway').getId()]);
+    const bindings = Object.values(JSON.parse(stdout) as Record<string, Array<{ HostIp: string }>>).flat();
+    expect(bindings.length).toBeGreaterThan(0);
+    for (const binding of bindings) expect(binding.HostIp).toBe('127.0.0.1');
+  });
+
   test("nothing answers on Bokeh's port on the host", async () => {
     const refused = await new Promise<boolean>((resolve) => {
       const socket = connect({ host: '127.0.0.1', port: 5006 });

@@ -4,6 +4,8 @@
  * public origins that match it, so stacks never collide with each other or with a user's own.
  */
 import { execFile } from 'node:child_process';
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -19,35 +21,82 @@ export const run = promisify(execFile);
 export interface Stack {
   /** The gateway as the host reaches it, e.g. http://127.0.0.1:49152. */
   url: string;
-  /** Public origins the stack was configured with (the first is `url`). */
+  /** Public origins the stack was configured with. */
   origins: string[];
+  /** The nginx layout's front, when the stack runs with the nginx profile. */
+  nginx?: { https: string; http: string; ca: Buffer };
   compose: StartedDockerComposeEnvironment;
   container(service: string): StartedTestContainer;
   down(): Promise<void>;
 }
 
-export async function startStack(environment: Record<string, string> = {}): Promise<Stack> {
+export interface StackOptions {
+  /** Start the nginx profile: browser -> nginx -> gateway -> bokeh. */
+  nginx?: boolean;
+  environment?: Record<string, string>;
+}
+
+export async function startStack({ nginx = false, environment = {} }: StackOptions = {}): Promise<Stack> {
   const port = await getPort({ host: '127.0.0.1' });
-  const origins = [`http://127.0.0.1:${port}`, `http://localhost:${port}`];
-  const compose = await new DockerComposeEnvironment(REPO_ROOT, COMPOSE_FILE)
-    .withEnvironment({
-      GATEWAY_BIND: '127.0.0.1',
-      GATEWAY_PORT: String(port),
-      PUBLIC_ORIGINS: origins.join(','),
-      ...environment,
-    })
+  const ports = nginx ? { http: await getPort({ host: '127.0.0.1' }), https: await getPort({ host: '127.0.0.1' }) } : undefined;
+  const origins = [
+    ...(ports ? [`https://127.0.0.1:${ports.https}`, `https://localhost:${ports.https}`] : []),
+    `http://127.0.0.1:${port}`,
+    `http://localhost:${port}`,
+  ];
+  let environmentForCompose: Record<string, string> = { GATEWAY_PORT: String(port), PUBLIC_ORIGINS: origins.join(','), ...environment };
+  if (ports) {
+    // Loopback only: tests never open ports on the machine's network interfaces.
+    environmentForCompose = { NGINX_BIND: '127.0.0.1', NGINX_HTTP_PORT: String(ports.http), NGINX_HTTPS_PORT: String(ports.https), ...environmentForCompose };
+  }
+  let composer = new DockerComposeEnvironment(REPO_ROOT, COMPOSE_FILE)
+    .withEnvironment(environmentForCompose)
     .withDefaultWaitStrategy(Wait.forHealthCheck())
-    .withStartupTimeout(180_000)
-    .up();
+    .withStartupTimeout(180_000);
+  if (nginx) composer = composer.withProfiles('nginx');
+  const compose = await composer.up();
+  const container = (service: string) => compose.getContainer(`${service}-1`);
+  let front: Stack['nginx'];
+  if (ports) {
+    const pem = await container('nginx').exec(['cat', '/tmp/nginx/dev-cert.pem']);
+    if (pem.exitCode !== 0) throw new Error(`no development certificate in the nginx container: ${pem.output}`);
+    front = { https: `https://127.0.0.1:${ports.https}`, http: `http://127.0.0.1:${ports.http}`, ca: Buffer.from(pem.stdout) };
+  }
   return {
-    url: origins[0]!,
+    url: `http://127.0.0.1:${port}`,
     origins,
+    ...(front ? { nginx: front } : {}),
     compose,
-    container: (service) => compose.getContainer(`${service}-1`),
+    container,
     down: async () => {
       await compose.down({ timeout: 20_000, removeVolumes: true });
     },
   };
+}
+
+export interface Reply {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: string;
+}
+
+/**
+ * One HTTP(S) request with Node's own client, trusting `ca` for this request only (never
+ * globally), and without following redirects, so tests see exactly what a browser is sent.
+ */
+export function request(url: string, options: { ca?: Buffer; headers?: Record<string, string>; method?: string } = {}): Promise<Reply> {
+  const target = new URL(url);
+  const send = target.protocol === 'https:' ? httpsRequest : httpRequest;
+  return new Promise((resolve, reject) => {
+    const req = send(target, { method: options.method ?? 'GET', headers: options.headers ?? {}, ...(options.ca ? { ca: options.ca } : {}) }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (chunk: Buffer) => chunks.push(chunk));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString() }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end();
+  });
 }
 
 /** Polls `probe` until it returns true or the time is up. */

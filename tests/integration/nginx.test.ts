@@ -1,0 +1,146 @@
+/**
+ * Reverse-proxied layout: browser -> nginx (TLS) -> gateway -> Bokeh, with the compose file's
+ * nginx profile. The same user-visible checks as bare-dev, over https and wss with NGINX's
+ * development certificate (trusted per request, never globally), plus what NGINX adds:
+ * redirects, compression and caching, the gateway-down page, and which ports face the host.
+ */
+import { BokehClient, modelNamed } from '../support/bokeh-client.js';
+import { tokenFromAutoload } from '../support/bokeh-client.js';
+import { pingP50 } from '../support/ping.js';
+import { eventually, PREFIX, request, run, startStack, type Stack } from '../support/stack.js';
+
+let stack: Stack;
+let front: NonNullable<Stack['nginx']>;
+
+beforeAll(async () => {
+  stack = await startStack({ nginx: true });
+  front = stack.nginx!;
+}, 240_000);
+
+afterAll(async () => {
+  await stack?.down();
+}, 60_000);
+
+const get = (path: string, headers: Record<string, string> = {}) => request(`${front.https}${path}`, { ca: front.ca, headers });
+
+function autoloadSrc(page: string): string {
+  const src = /xhr\.open\("GET", ("[^"]+")/.exec(page)?.[1];
+  if (!src) throw new Error('no autoload request in the page');
+  return JSON.parse(src) as string;
+}
+
+async function connectApp(app: string): Promise<{ client: BokehClient; doc: unknown }> {
+  const page = await get(`/apps/${app}`);
+  const autoload = await request(autoloadSrc(page.body), { ca: front.ca });
+  const client = await BokehClient.connect(`${front.https.replace('https', 'wss')}${PREFIX}/${app}/ws`, tokenFromAutoload(autoload.body), {
+    origin: front.https,
+    ca: front.ca,
+  });
+  return { client, doc: await client.pullDocument() };
+}
+
+describe('the app over https', () => {
+  test('the index and the app page load through NGINX', async () => {
+    const index = await get('/');
+    expect(index.status).toBe(200);
+    expect(index.body).toContain('href="/apps/sliders"');
+    expect(index.headers['x-content-type-options']).toBe('nosniff');
+  });
+
+  test('the page embeds https URLs, and autoload.js hands BokehJS only https URLs (so it opens wss)', async () => {
+    const page = await get('/apps/sliders');
+    const src = new URL(autoloadSrc(page.body));
+    expect(src.origin).toBe(front.https);
+    expect(src.searchParams.get('bokeh-absolute-url')).toBe(`${front.https}${PREFIX}/sliders`);
+
+    const autoload = await request(src.href, { ca: front.ca });
+    expect(autoload.status).toBe(200);
+    const urls = [...autoload.body.matchAll(/(?:https?|wss?):\/\/[^\s"'`\\)]+/g)].map((match) => match[0]);
+    expect(urls.length).toBeGreaterThan(0);
+    for (const url of urls) expect(url.startsWith(front.https)).toBe(true);
+  });
+
+  test("Bokeh's protocol round trip over wss", async () => {
+    const { client, doc } = await connectApp('sliders');
+    try {
+      expect(client.socket.protocol).toBe('bokeh');
+      const source = modelNamed(doc, 'source');
+      client.setProperty(modelNamed(doc, 'amplitude').id, 'value', 2.5);
+      await client.next((msg) => msg.header.msgtype === 'PATCH-DOC' && JSON.stringify(msg.content).includes(source.id));
+    } finally {
+      await client.close();
+    }
+  });
+
+  test('the stream app pushes updates over wss', async () => {
+    const { client } = await connectApp('stream');
+    try {
+      await client.next((msg) => msg.header.msgtype === 'PATCH-DOC', 5_000);
+      await client.next((msg) => msg.header.msgtype === 'PATCH-DOC', 5_000);
+    } finally {
+      await client.close();
+    }
+  });
+
+  test('the ping round trip stays clear of the Nagle stall through NGINX too', async () => {
+    const p50 = await pingP50(front.https, front.ca);
+    process.stdout.write(`[latency] ping p50 through nginx (https, wss): ${p50.toFixed(2)} ms\n`);
+    expect(p50).toBeLessThan(15);
+  }, 60_000);
+});
+
+describe('what NGINX adds', () => {
+  test('plain HTTP is redirected to the same path on HTTPS', async () => {
+    const res = await request(`${front.http}/apps/sliders?title=x`);
+    expect(res.status).toBe(308);
+    expect(res.headers.location).toBe(`https://127.0.0.1:${new URL(front.https).port}/apps/sliders?title=x`);
+  });
+
+  test("Bokeh's versioned static files are compressed and cached for a year", async () => {
+    const page = await get('/apps/sliders');
+    const autoload = await request(autoloadSrc(page.body), { ca: front.ca });
+    const script = autoload.body.match(/https:\/\/[^\s"'`\\)]+\/static\/js\/bokeh\.min\.js\?v=[0-9a-f]+/)?.[0];
+    expect(script).toBeDefined();
+    const first = await request(script!, { ca: front.ca, headers: { 'accept-encoding': 'gzip' } });
+    expect(first.status).toBe(200);
+    expect(first.headers['content-encoding']).toBe('gzip');
+    expect(first.headers['cache-control']).toBe('public, max-age=31536000, immutable');
+    const second = await request(script!, { ca: front.ca, headers: { 'accept-encoding': 'gzip' } });
+    expect(second.headers['x-cache-status']).toBe('HIT');
+  });
+
+  test('the certificate is the development one and NGINX says so in its log', async () => {
+    const { stdout, stderr } = await run('docker', ['logs', stack.container('nginx').getId()]);
+    expect(stdout + stderr).toMatch(/SELF-SIGNED DEVELOPMENT certificate/);
+  });
+});
+
+describe('ports facing the host', () => {
+  const bindings = async (service: string) => {
+    const { stdout } = await run('docker', ['inspect', '--format', '{{json .HostConfig.PortBindings}}', stack.container(service).getId()]);
+    return Object.values((JSON.parse(stdout) ?? {}) as Record<string, Array<{ HostIp: string; HostPort: string }>>).flat();
+  };
+
+  test('NGINX publishes HTTP and HTTPS; the gateway only on 127.0.0.1; Bokeh nothing', async () => {
+    const nginx = await bindings('nginx');
+    expect(nginx.map((binding) => binding.HostPort).sort()).toEqual([new URL(front.http).port, new URL(front.https).port].sort());
+    const gateway = await bindings('gateway');
+    for (const binding of gateway) expect(binding.HostIp).toBe('127.0.0.1');
+    expect(await bindings('bokeh')).toEqual([]);
+  });
+});
+
+describe('the gateway down behind NGINX', () => {
+  test('NGINX answers with its own "restarting" page, then serves again when the gateway is back', async () => {
+    const gateway = stack.container('gateway').getId();
+    await run('docker', ['stop', '--time', '15', gateway]);
+    const down = await get('/apps/sliders');
+    expect([502, 504]).toContain(down.status);
+    expect(down.body).toContain('The dashboard is restarting');
+    expect(down.headers['retry-after']).toBe('5');
+
+    await run('docker', ['start', gateway]);
+    await eventually(async () => (await get('/readyz')).status === 200, 60_000, 'the gateway behind NGINX');
+    expect((await get('/apps/sliders')).status).toBe(200);
+  }, 90_000);
+});
