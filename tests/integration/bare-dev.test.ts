@@ -5,17 +5,9 @@
  */
 import { connect } from 'node:net';
 import { BokehClient, modelNamed, models, SessionClosedError, tokenFromAutoload, tokenPayload } from '../support/bokeh-client.js';
-import { PREFIX, run, startStack, type Stack } from '../support/stack.js';
+import { PREFIX, run, useStack } from '../support/stack.js';
 
-let stack: Stack;
-
-beforeAll(async () => {
-  stack = await startStack();
-}, 240_000);
-
-afterAll(async () => {
-  await stack?.down();
-}, 60_000);
+const stack = useStack();
 
 /** The autoload.js URL that an app page's embed script requests. */
 function autoloadSrc(page: string): string {
@@ -25,7 +17,7 @@ function autoloadSrc(page: string): string {
 }
 
 /** Loads an app page and follows its embed script to autoload.js, as a browser would. */
-async function openSession(app: string, query = '', origin = stack.url): Promise<{ page: string; autoloadUrl: string; js: string; token: string }> {
+async function openSession(app: string, query = '', origin = stack().url): Promise<{ page: string; autoloadUrl: string; js: string; token: string }> {
   const page = await (await fetch(`${origin}/apps/${app}${query}`)).text();
   const autoloadUrl = autoloadSrc(page);
   const res = await fetch(autoloadUrl);
@@ -36,14 +28,14 @@ async function openSession(app: string, query = '', origin = stack.url): Promise
 
 async function connectApp(app: string): Promise<{ client: BokehClient; doc: unknown }> {
   const { token } = await openSession(app);
-  const client = await BokehClient.connect(`${stack.url.replace('http', 'ws')}${PREFIX}/${app}/ws`, token, { origin: stack.url });
+  const client = await BokehClient.connect(`${stack().url.replace('http', 'ws')}${PREFIX}/${app}/ws`, token, { origin: stack().url });
   const doc = await client.pullDocument();
   return { client, doc };
 }
 
 describe('pages', () => {
   test('the index lists every app with a link to its page', async () => {
-    const res = await fetch(`${stack.url}/`);
+    const res = await fetch(`${stack().url}/`);
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toMatch(/text\/html/);
     const html = await res.text();
@@ -53,16 +45,16 @@ describe('pages', () => {
   test('an app page embeds the app the way server_document does, with public URLs', async () => {
     const { page, autoloadUrl } = await openSession('sliders');
     const url = new URL(autoloadUrl);
-    expect(url.origin).toBe(stack.url);
+    expect(url.origin).toBe(stack().url);
     expect(url.pathname).toBe(`${PREFIX}/sliders/autoload.js`);
     expect(url.searchParams.get('bokeh-app-path')).toBe(`${PREFIX}/sliders`);
-    expect(url.searchParams.get('bokeh-absolute-url')).toBe(`${stack.url}${PREFIX}/sliders`);
+    expect(url.searchParams.get('bokeh-absolute-url')).toBe(`${stack().url}${PREFIX}/sliders`);
     const elementId = url.searchParams.get('bokeh-autoload-element');
     expect(page).toContain(`<script id="${elementId}"`);
   });
 
   test('the page uses the origin the browser addressed when it is a public origin', async () => {
-    const other = stack.origins[1]!;
+    const other = stack().origins[1]!;
     const { autoloadUrl, js } = await openSession('sliders', '', other);
     expect(new URL(autoloadUrl).origin).toBe(other);
     expect(js).toContain(`${other}${PREFIX}/static/`);
@@ -76,13 +68,13 @@ describe('pages', () => {
   });
 
   test('an unknown app is a 404 page that lists the apps, in HTML or JSON', async () => {
-    const html = await fetch(`${stack.url}/apps/nope`);
+    const html = await fetch(`${stack().url}/apps/nope`);
     expect(html.status).toBe(404);
     const body = await html.text();
     expect(body).toContain('There is no app named &quot;nope&quot;');
     expect(body).toContain('href="/apps/sliders"');
 
-    const json = await fetch(`${stack.url}/apps/nope`, { headers: { accept: 'application/json' } });
+    const json = await fetch(`${stack().url}/apps/nope`, { headers: { accept: 'application/json' } });
     expect(json.status).toBe(404);
     expect(await json.json()).toMatchObject({ error: 'UNKNOWN_APP', message: expect.stringContaining('sliders, stream, ping') });
   });
@@ -93,7 +85,7 @@ describe('autoload.js and static files through the gateway', () => {
     const { js } = await openSession('sliders');
     const urls = [...js.matchAll(/(?:https?|wss?):\/\/[^\s"'`\\)]+/g)].map((match) => match[0]);
     expect(urls.length).toBeGreaterThan(0);
-    for (const url of urls) expect(url.startsWith(stack.url)).toBe(true);
+    for (const url of urls) expect(url.startsWith(stack().url)).toBe(true);
     expect(js).not.toMatch(/bokeh:5006/);
   });
 
@@ -108,24 +100,24 @@ describe('autoload.js and static files through the gateway', () => {
   });
 
   test('Bokeh sees the public host and scheme and the client, never headers a client forged', async () => {
-    const res = await fetch(`${stack.url}${PREFIX}/sliders/autoload.js?bokeh-autoload-element=x&bokeh-app-path=${PREFIX}/sliders&bokeh-absolute-url=${stack.url}${PREFIX}/sliders`, {
+    const res = await fetch(`${stack().url}${PREFIX}/sliders/autoload.js?bokeh-autoload-element=x&bokeh-app-path=${PREFIX}/sliders&bokeh-absolute-url=${stack().url}${PREFIX}/sliders`, {
       headers: { 'x-forwarded-host': 'evil.example', 'x-forwarded-proto': 'https', 'x-forwarded-for': '6.6.6.6' },
     });
     const { extra } = tokenPayload(tokenFromAutoload(await res.text()));
     const headers = Object.fromEntries(Object.entries(extra.headers as Record<string, string>).map(([name, value]) => [name.toLowerCase(), value]));
-    expect(headers['x-forwarded-host']).toBe(new URL(stack.url).host);
+    expect(headers['x-forwarded-host']).toBe(new URL(stack().url).host);
     expect(headers['x-forwarded-proto']).toBe('http');
     expect(headers['x-forwarded-for']).not.toContain('6.6.6.6');
     expect(headers['x-forwarded-for']).toMatch(/^[0-9a-f.:]+$/);
   });
 
   test('every HTTP method reaches Bokeh under the prefix (CORS preflight included)', async () => {
-    const res = await fetch(`${stack.url}${PREFIX}/sliders/autoload.js`, {
+    const res = await fetch(`${stack().url}${PREFIX}/sliders/autoload.js`, {
       method: 'OPTIONS',
-      headers: { origin: stack.url, 'access-control-request-method': 'GET', 'access-control-request-headers': 'bokeh-session-id' },
+      headers: { origin: stack().url, 'access-control-request-method': 'GET', 'access-control-request-headers': 'bokeh-session-id' },
     });
     expect(res.status).toBe(200);
-    expect(res.headers.get('access-control-allow-origin')).toBe(stack.url);
+    expect(res.headers.get('access-control-allow-origin')).toBe(stack().url);
   });
 });
 
@@ -175,7 +167,7 @@ describe("Bokeh's WebSocket protocol through the gateway", () => {
   });
 
   test('a token Bokeh cannot read ends that session, and only that one', async () => {
-    await expect(BokehClient.connect(`${stack.url.replace('http', 'ws')}${PREFIX}/sliders/ws`, 'not-a-token', { origin: stack.url })).rejects.toThrow(
+    await expect(BokehClient.connect(`${stack().url.replace('http', 'ws')}${PREFIX}/sliders/ws`, 'not-a-token', { origin: stack().url })).rejects.toThrow(
       SessionClosedError,
     );
     const { client } = await connectApp('sliders');
@@ -184,14 +176,14 @@ describe("Bokeh's WebSocket protocol through the gateway", () => {
 
   test('a WebSocket from an origin that is not public is refused by Bokeh with its 403', async () => {
     const { token } = await openSession('sliders');
-    await expect(BokehClient.connect(`${stack.url.replace('http', 'ws')}${PREFIX}/sliders/ws`, token, { origin: 'http://evil.example' })).rejects.toThrow(
+    await expect(BokehClient.connect(`${stack().url.replace('http', 'ws')}${PREFIX}/sliders/ws`, token, { origin: 'http://evil.example' })).rejects.toThrow(
       /upgrade refused with HTTP 403/,
     );
   });
 
   test('an upgrade for an app that does not exist is a 404', async () => {
     const { token } = await openSession('sliders');
-    await expect(BokehClient.connect(`${stack.url.replace('http', 'ws')}${PREFIX}/nope/ws`, token, { origin: stack.url })).rejects.toThrow(
+    await expect(BokehClient.connect(`${stack().url.replace('http', 'ws')}${PREFIX}/nope/ws`, token, { origin: stack().url })).rejects.toThrow(
       /upgrade refused with HTTP 404/,
     );
   });
@@ -199,8 +191,8 @@ describe("Bokeh's WebSocket protocol through the gateway", () => {
 
 describe('health', () => {
   test('/healthz and /readyz report a ready stack', async () => {
-    expect((await fetch(`${stack.url}/healthz`)).status).toBe(200);
-    const ready = await fetch(`${stack.url}/readyz`);
+    expect((await fetch(`${stack().url}/healthz`)).status).toBe(200);
+    const ready = await fetch(`${stack().url}/readyz`);
     expect(ready.status).toBe(200);
     expect(await ready.json()).toMatchObject({ status: 'ready', apps: [{ app: 'sliders', ok: true }, { app: 'stream', ok: true }, { app: 'ping', ok: true }] });
   });
@@ -208,7 +200,7 @@ describe('health', () => {
 
 describe('only the gateway faces the host', () => {
   test('Bokeh publishes no port and sits only on the internal network', async () => {
-    const id = stack.container('bokeh').getId();
+    const id = stack().container('bokeh').getId();
     const { stdout } = await run('docker', ['inspect', '--format', '{{json .NetworkSettings.Ports}} {{json .HostConfig.PortBindings}}', id]);
     expect(stdout).not.toMatch(/HostPort/);
     const networks = await run('docker', ['inspect', '--format', '{{range $name, $_ := .NetworkSettings.Networks}}{{$name}} {{end}}', id]);
@@ -219,7 +211,7 @@ describe('only the gateway faces the host', () => {
   });
 
   test('the gateway is published on 127.0.0.1 only', async () => {
-    const { stdout } = await run('docker', ['inspect', '--format', '{{json .HostConfig.PortBindings}}', stack.container('gateway').getId()]);
+    const { stdout } = await run('docker', ['inspect', '--format', '{{json .HostConfig.PortBindings}}', stack().container('gateway').getId()]);
     const bindings = Object.values(JSON.parse(stdout) as Record<string, Array<{ HostIp: string }>>).flat();
     expect(bindings.length).toBeGreaterThan(0);
     for (const binding of bindings) expect(binding.HostIp).toBe('127.0.0.1');

@@ -3,22 +3,14 @@
  * and the gateway told to stop. The gateway must answer clearly, keep serving, and recover.
  */
 import { BokehClient, modelNamed, tokenFromAutoload } from '../support/bokeh-client.js';
-import { eventually, PREFIX, run, startStack, type Stack } from '../support/stack.js';
+import { eventually, PREFIX, run, useStack } from '../support/stack.js';
 
-let stack: Stack;
+const stack = useStack();
 
-beforeAll(async () => {
-  stack = await startStack();
-}, 240_000);
-
-afterAll(async () => {
-  await stack?.down();
-}, 60_000);
-
-const wsUrl = (app: string) => `${stack.url.replace('http', 'ws')}${PREFIX}/${app}/ws`;
+const wsUrl = (app: string) => `${stack().url.replace('http', 'ws')}${PREFIX}/${app}/ws`;
 
 async function tokenFor(app: string): Promise<string> {
-  const res = await fetch(`${stack.url}${PREFIX}/${app}/autoload.js?bokeh-autoload-element=x&bokeh-app-path=${PREFIX}/${app}&bokeh-absolute-url=${stack.url}${PREFIX}/${app}`);
+  const res = await fetch(`${stack().url}${PREFIX}/${app}/autoload.js?bokeh-autoload-element=x&bokeh-app-path=${PREFIX}/${app}&bokeh-absolute-url=${stack().url}${PREFIX}/${app}`);
   expect(res.status).toBe(200);
   return tokenFromAutoload(await res.text());
 }
@@ -32,9 +24,9 @@ describe('Bokeh stopped, then back', () => {
   let live: BokehClient;
 
   beforeAll(async () => {
-    live = await BokehClient.connect(wsUrl('ping'), await tokenFor('ping'), { origin: stack.url });
+    live = await BokehClient.connect(wsUrl('ping'), await tokenFor('ping'), { origin: stack().url });
     await pingRoundTrip(live, await live.pullDocument(), 1);
-    await run('docker', ['stop', '--time', '10', stack.container('bokeh').getId()]);
+    await run('docker', ['stop', '--time', '10', stack().container('bokeh').getId()]);
   }, 60_000);
 
   test('an open session is closed with a code BokehJS reports, not dropped', async () => {
@@ -44,7 +36,7 @@ describe('Bokeh stopped, then back', () => {
   });
 
   test('Bokeh routes answer 503 naming the upstream: JSON for programs', async () => {
-    const res = await fetch(`${stack.url}${PREFIX}/sliders/autoload.js?bokeh-autoload-element=x`, { headers: { accept: 'application/json' } });
+    const res = await fetch(`${stack().url}${PREFIX}/sliders/autoload.js?bokeh-autoload-element=x`, { headers: { accept: 'application/json' } });
     expect(res.status).toBe(503);
     expect(res.headers.get('retry-after')).toBe('5');
     const body = (await res.json()) as { error: string; message: string };
@@ -53,28 +45,28 @@ describe('Bokeh stopped, then back', () => {
   });
 
   test('... and an HTML page for browsers', async () => {
-    const res = await fetch(`${stack.url}${PREFIX}/sliders/`, { headers: { accept: 'text/html' } });
+    const res = await fetch(`${stack().url}${PREFIX}/sliders/`, { headers: { accept: 'text/html' } });
     expect(res.status).toBe(503);
     expect(res.headers.get('content-type')).toMatch(/text\/html/);
     expect(await res.text()).toContain('The Bokeh server at http://bokeh:5006');
   });
 
   test('a WebSocket upgrade gets an HTTP 503 answer', async () => {
-    await expect(BokehClient.connect(wsUrl('ping'), 'x.y', { origin: stack.url })).rejects.toThrow(/upgrade refused with HTTP 503/);
+    await expect(BokehClient.connect(wsUrl('ping'), 'x.y', { origin: stack().url })).rejects.toThrow(/upgrade refused with HTTP 503/);
   });
 
   test('/readyz fails while /healthz passes; the gateway keeps serving its own pages', async () => {
-    expect((await fetch(`${stack.url}/healthz`)).status).toBe(200);
-    const ready = await fetch(`${stack.url}/readyz`);
+    expect((await fetch(`${stack().url}/healthz`)).status).toBe(200);
+    const ready = await fetch(`${stack().url}/readyz`);
     expect(ready.status).toBe(503);
     expect(await ready.json()).toMatchObject({ status: 'unavailable', apps: [{ app: 'sliders', ok: false }, { app: 'stream', ok: false }, { app: 'ping', ok: false }] });
-    expect((await fetch(`${stack.url}/`)).status).toBe(200);
+    expect((await fetch(`${stack().url}/`)).status).toBe(200);
   });
 
   test('service comes back with Bokeh: ready again, and new sessions work', async () => {
-    await run('docker', ['start', stack.container('bokeh').getId()]);
-    await eventually(async () => (await fetch(`${stack.url}/readyz`)).status === 200, 60_000, '/readyz to pass again');
-    const client = await BokehClient.connect(wsUrl('ping'), await tokenFor('ping'), { origin: stack.url });
+    await run('docker', ['start', stack().container('bokeh').getId()]);
+    await eventually(async () => (await fetch(`${stack().url}/readyz`)).status === 200, 60_000, '/readyz to pass again');
+    const client = await BokehClient.connect(wsUrl('ping'), await tokenFor('ping'), { origin: stack().url });
     try {
       await pingRoundTrip(client, await client.pullDocument(), 2);
     } finally {
@@ -85,9 +77,9 @@ describe('Bokeh stopped, then back', () => {
 
 describe('gateway stopped with SIGTERM', () => {
   test('open sessions are closed with 1001 and the gateway exits cleanly within its bound', async () => {
-    const client = await BokehClient.connect(wsUrl('ping'), await tokenFor('ping'), { origin: stack.url });
+    const client = await BokehClient.connect(wsUrl('ping'), await tokenFor('ping'), { origin: stack().url });
     await pingRoundTrip(client, await client.pullDocument(), 3);
-    const gateway = stack.container('gateway').getId();
+    const gateway = stack().container('gateway').getId();
 
     const started = Date.now();
     await run('docker', ['kill', '--signal', 'TERM', gateway]);

@@ -4,22 +4,15 @@
  * development certificate (trusted per request, never globally), plus what NGINX adds:
  * redirects, compression and caching, the gateway-down page, and which ports face the host.
  */
-import { BokehClient, modelNamed } from '../support/bokeh-client.js';
-import { tokenFromAutoload } from '../support/bokeh-client.js';
+import { BokehClient, modelNamed, tokenFromAutoload } from '../support/bokeh-client.js';
 import { pingP50 } from '../support/ping.js';
-import { eventually, PREFIX, request, run, startStack, type Stack } from '../support/stack.js';
+import { eventually, PREFIX, request, run, useStack, type Stack } from '../support/stack.js';
 
-let stack: Stack;
+const stack = useStack({ nginx: true });
 let front: NonNullable<Stack['nginx']>;
-
-beforeAll(async () => {
-  stack = await startStack({ nginx: true });
-  front = stack.nginx!;
-}, 240_000);
-
-afterAll(async () => {
-  await stack?.down();
-}, 60_000);
+beforeAll(() => {
+  front = stack().nginx!;
+});
 
 const get = (path: string, headers: Record<string, string> = {}) => request(`${front.https}${path}`, { ca: front.ca, headers });
 
@@ -110,14 +103,14 @@ describe('what NGINX adds', () => {
   });
 
   test('the certificate is the development one and NGINX says so in its log', async () => {
-    const { stdout, stderr } = await run('docker', ['logs', stack.container('nginx').getId()]);
+    const { stdout, stderr } = await run('docker', ['logs', stack().container('nginx').getId()]);
     expect(stdout + stderr).toMatch(/SELF-SIGNED DEVELOPMENT certificate/);
   });
 });
 
 describe('ports facing the host', () => {
   const bindings = async (service: string) => {
-    const { stdout } = await run('docker', ['inspect', '--format', '{{json .HostConfig.PortBindings}}', stack.container(service).getId()]);
+    const { stdout } = await run('docker', ['inspect', '--format', '{{json .HostConfig.PortBindings}}', stack().container(service).getId()]);
     return Object.values((JSON.parse(stdout) ?? {}) as Record<string, Array<{ HostIp: string; HostPort: string }>>).flat();
   };
 
@@ -132,7 +125,7 @@ describe('ports facing the host', () => {
 
 describe('the gateway down behind NGINX', () => {
   test('NGINX answers with its own "restarting" page, then serves again when the gateway is back', async () => {
-    const gateway = stack.container('gateway').getId();
+    const gateway = stack().container('gateway').getId();
     await run('docker', ['stop', '--time', '15', gateway]);
     const down = await get('/apps/sliders');
     expect([502, 504]).toContain(down.status);

@@ -99,6 +99,24 @@ export function request(url: string, options: { ca?: Buffer; headers?: Record<st
   });
 }
 
+/**
+ * One stack for the whole test file: started before its first test, taken down after its last.
+ * Returns a getter, since the stack exists only once `beforeAll` has run.
+ */
+export function useStack(options: StackOptions = {}): () => Stack {
+  let stack: Stack | undefined;
+  beforeAll(async () => {
+    stack = await startStack(options);
+  }, 240_000);
+  afterAll(async () => {
+    await stack?.down();
+  }, 60_000);
+  return () => {
+    if (!stack) throw new Error('the stack is not up: useStack() must be called at the top of a test file');
+    return stack;
+  };
+}
+
 /** Polls `probe` until it returns true or the time is up. */
 export async function eventually(probe: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
   const deadline = Date.now() + timeoutMs;
