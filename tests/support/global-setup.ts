@@ -13,13 +13,17 @@ import { promisify } from 'node:util';
 export default async function globalSetup(): Promise<void> {
   const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
   const started = Date.now();
-  process.stdout.write('\n[integration] building stack images (docker compose build)...\n');
+  process.stdout.write('\n[integration] building stack images (docker compose build, paas/Dockerfile)...\n');
+  const run = promisify(execFile);
+  // The all-in-one image for single-port hosts is not a compose service; it takes the same base images.
+  const baseImages = ['PYTHON_IMAGE', 'NODE_IMAGE'].flatMap((name) => (process.env[name] ? ['--build-arg', `${name}=${process.env[name]}`] : []));
   try {
-    await promisify(execFile)('docker', ['compose', '--profile', '*', 'build'], { cwd: root, maxBuffer: 64 * 1024 * 1024 });
+    await run('docker', ['compose', '--profile', '*', 'build'], { cwd: root, maxBuffer: 64 * 1024 * 1024 });
+    await run('docker', ['build', '-f', 'paas/Dockerfile', '-t', 'bokeh-gateway-stack/app:local', ...baseImages, '.'], { cwd: root, maxBuffer: 64 * 1024 * 1024 });
   } catch (err) {
     const { stderr, stdout } = err as { stderr?: string; stdout?: string };
     throw new Error(
-      `docker compose build failed:\n${stdout ?? ''}\n${stderr ?? ''}\n` +
+      `building the images failed:\n${stdout ?? ''}\n${stderr ?? ''}\n` +
         'Is the Docker engine running, and can it pull the base images (or are PYTHON_IMAGE and NODE_IMAGE set to local ones)?',
     );
   }
