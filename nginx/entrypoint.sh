@@ -69,8 +69,14 @@ map \$host \$redirect_to_https { default $redirect; }
 map \$host \$https_port_suffix { default "$suffix"; }
 CONF
 
-# Bokeh's static files: cached here and in browsers when versioned (see nginx.conf).
+# Bokeh's routes that depend on the prefix: static files, cached here and in browsers when
+# versioned (see nginx.conf), and the WebSockets, passed on unbuffered.
 cat > /tmp/nginx/static.conf <<CONF
+location ~ ^$prefix/[^/]+/ws\$ {
+    proxy_pass http://gateway;
+    proxy_buffering off;
+}
+
 location ^~ $prefix/static/ {
     proxy_pass http://gateway;
     proxy_cache bokeh_static;

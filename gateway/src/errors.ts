@@ -80,8 +80,9 @@ export function sendError(req: IncomingMessage, res: ServerResponse, error: Gate
 }
 
 /**
- * Answers a WebSocket upgrade that will not be completed with a plain HTTP response, then closes
- * the socket: before the 101 the connection still speaks HTTP, so this is what the client reads.
+ * Answers, with a plain HTTP response, a connection that Express never saw: a WebSocket upgrade
+ * that will not be completed (before the 101 the connection still speaks HTTP) or a request
+ * Node's parser refused. Then closes the socket.
  */
 export function rejectUpgrade(socket: Duplex, error: GatewayError): void {
   if (!socket.writable) {

@@ -58,3 +58,16 @@ test('an upstream that refuses connections is a 503, and the gateway keeps servi
     await gateway.close();
   }
 });
+
+test('oversized request headers get a 431 that says what to do, and the gateway keeps serving', async () => {
+  const gateway = await gatewayFor(closedPort);
+  try {
+    const res = await fetch(`${gateway.url}/`, { headers: { cookie: `big=${'x'.repeat(70 * 1024)}` } });
+    expect(res.status).toBe(431);
+    expect(await res.json()).toMatchObject({ error: 'HEADERS_TOO_LARGE', message: expect.stringContaining('64 KB') });
+    const fits = await fetch(`${gateway.url}/`, { headers: { cookie: `big=${'x'.repeat(30 * 1024)}` } });
+    expect(fits.status).toBe(200);
+  } finally {
+    await gateway.close();
+  }
+});

@@ -10,7 +10,7 @@ import express, { type NextFunction, type Request, type Response } from 'express
 import type { Logger } from 'pino';
 import { pinoHttp } from 'pino-http';
 import type { Config } from './config.js';
-import { sendError } from './errors.js';
+import { rejectUpgrade, sendError } from './errors.js';
 import { clientView, ProxyTrust } from './forwarded.js';
 import { healthRouter } from './health.js';
 import { pagesRouter } from './pages.js';
@@ -25,6 +25,13 @@ import { CLOSE, webSocketRelay } from './websocket.js';
 const HEADERS_TIMEOUT_MS = 20_000;
 const REQUEST_TIMEOUT_MS = 60_000;
 const KEEP_ALIVE_TIMEOUT_MS = 65_000;
+/**
+ * Node allows 16 KB of request headers. Bokeh's session token travels in Sec-WebSocket-Protocol
+ * and carries the page request's cookies and headers, so a browser's upgrade repeats the cookies
+ * in the token beside the Cookie header itself: 8 KB of cookies made a 20 KB upgrade request.
+ * 64 KB is Tornado's own limit, the one Bokeh applies behind us.
+ */
+const MAX_HEADER_BYTES = 64 * 1024;
 
 export interface GatewayServer {
   readonly server: Server;
@@ -83,17 +90,34 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
     sendError(req, res, { status: 500, code: 'INTERNAL', message: 'The gateway failed to handle this request; the error is in its log.' });
   });
 
-  const server = createServer({ noDelay: true, headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: REQUEST_TIMEOUT_MS, keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS }, app);
+  const server = createServer(
+    {
+      noDelay: true,
+      headersTimeout: HEADERS_TIMEOUT_MS,
+      requestTimeout: REQUEST_TIMEOUT_MS,
+      keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
+      maxHeaderSize: MAX_HEADER_BYTES,
+    },
+    app,
+  );
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     trust.prepare(req).then(
       () => relay.handleUpgrade(req, socket, head),
       () => socket.destroy(),
     );
   });
-  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
-    // Malformed HTTP from a client: answer 400 if the socket still can, never crash.
-    if (socket.writable && err.code !== 'ECONNRESET') socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
-    else socket.destroy();
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+    // Malformed HTTP from a client: answer if the socket still can, never crash.
+    if (!socket.writable || err.code === 'ECONNRESET') {
+      socket.destroy();
+      return;
+    }
+    rejectUpgrade(
+      socket,
+      err.code === 'HPE_HEADER_OVERFLOW'
+        ? { status: 431, code: 'HEADERS_TOO_LARGE', message: `The request headers exceed ${MAX_HEADER_BYTES / 1024} KB; clear this site's cookies and reload.` }
+        : { status: 400, code: 'BAD_REQUEST', message: 'The request is not valid HTTP.' },
+    );
   });
 
   await new Promise<void>((resolve, reject) => {

@@ -4,6 +4,7 @@
  * development certificate (trusted per request, never globally), plus what NGINX adds:
  * redirects, compression and caching, the gateway-down page, and which ports face the host.
  */
+import { randomBytes } from 'node:crypto';
 import { BokehClient, modelNamed, tokenFromAutoload } from '../support/bokeh-client.js';
 import { pingP50 } from '../support/ping.js';
 import { eventually, PREFIX, request, run, useStack, type Stack } from '../support/stack.js';
@@ -83,6 +84,28 @@ describe('the app over https', () => {
 });
 
 describe('what NGINX adds', () => {
+  test("a session token swollen by large cookies fits the header limits of NGINX and the gateway", async () => {
+    // Bokeh copies the request's headers and cookies into the token, which then travels in
+    // Sec-WebSocket-Protocol. 8 KB of random (incompressible) cookies is more than most sites set.
+    const cookie = Array.from({ length: 8 }, (_, i) => `c${i}=${randomBytes(750).toString('base64url')}`).join('; ');
+    const app = `${front.https}${PREFIX}/ping`;
+    const autoload = await request(`${app}/autoload.js?bokeh-autoload-element=x&bokeh-app-path=${PREFIX}/ping&bokeh-absolute-url=${app}`, {
+      ca: front.ca,
+      headers: { cookie },
+    });
+    const token = tokenFromAutoload(autoload.body);
+    const plain = tokenFromAutoload((await get(`${PREFIX}/ping/autoload.js?bokeh-autoload-element=x&bokeh-app-path=${PREFIX}/ping&bokeh-absolute-url=${app}`)).body);
+    process.stdout.write(`[nginx] token length: ${plain.length} bytes plain, ${token.length} bytes with 8 KB of cookies\n`);
+    expect(token.length).toBeGreaterThan(plain.length + 8_000);
+    // A browser sends the cookies again on the upgrade, beside the token.
+    const client = await BokehClient.connect(`${app.replace('https', 'wss')}/ws`, token, { origin: front.https, ca: front.ca, headers: { cookie } });
+    try {
+      expect(await client.pullDocument()).toBeDefined();
+    } finally {
+      await client.close();
+    }
+  });
+
   test('plain HTTP is redirected to the same path on HTTPS', async () => {
     const res = await request(`${front.http}/apps/sliders?title=x`);
     expect(res.status).toBe(308);

@@ -94,8 +94,12 @@ export class BokehClient {
   }
 
   /** Opens a session; resolves once the server's ACK has arrived. */
-  static async connect(url: string, token: string, options: { origin?: string; ca?: Buffer } = {}): Promise<BokehClient> {
-    const socket = new WebSocket(url, ['bokeh', token], { ...(options.origin ? { origin: options.origin } : {}), ...(options.ca ? { ca: options.ca } : {}) });
+  static async connect(url: string, token: string, options: { origin?: string; ca?: Buffer; headers?: Record<string, string> } = {}): Promise<BokehClient> {
+    const socket = new WebSocket(url, ['bokeh', token], {
+      ...(options.origin ? { origin: options.origin } : {}),
+      ...(options.ca ? { ca: options.ca } : {}),
+      ...(options.headers ? { headers: options.headers } : {}),
+    });
     const client = new BokehClient(socket);
     await new Promise<void>((resolve, reject) => {
       socket.once('open', () => resolve());
