@@ -151,6 +151,18 @@ describe("Bokeh's WebSocket protocol through the gateway", () => {
     }
   });
 
+  test("a WebSocket ping reaches Bokeh and Bokeh's pong comes back with the same payload", async () => {
+    // The gateway never answers pings itself, so this pong can only be Bokeh's.
+    const { client } = await connectApp('ping');
+    try {
+      const pong = new Promise<Buffer>((resolve) => client.socket.once('pong', resolve));
+      client.socket.ping(Buffer.from('are you there'));
+      expect((await pong).toString()).toBe('are you there');
+    } finally {
+      await client.close();
+    }
+  });
+
   test('two sessions of one app are independent', async () => {
     const first = await connectApp('ping');
     const second = await connectApp('ping');
