@@ -84,7 +84,7 @@ export function sendError(req: IncomingMessage, res: ServerResponse, error: Gate
  * that will not be completed (before the 101 the connection still speaks HTTP) or a request
  * Node's parser refused. Then closes the socket.
  */
-export function rejectUpgrade(socket: Duplex, error: GatewayError): void {
+export function answerOnSocket(socket: Duplex, error: GatewayError): void {
   if (!socket.writable) {
     socket.destroy();
     return;

@@ -10,7 +10,7 @@ import express, { type NextFunction, type Request, type Response } from 'express
 import type { Logger } from 'pino';
 import { pinoHttp } from 'pino-http';
 import type { Config } from './config.js';
-import { rejectUpgrade, sendError } from './errors.js';
+import { answerOnSocket, sendError } from './errors.js';
 import { clientView, ProxyTrust } from './forwarded.js';
 import { healthRouter } from './health.js';
 import { pagesRouter } from './pages.js';
@@ -112,7 +112,7 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
       socket.destroy();
       return;
     }
-    rejectUpgrade(
+    answerOnSocket(
       socket,
       err.code === 'HPE_HEADER_OVERFLOW'
         ? { status: 431, code: 'HEADERS_TOO_LARGE', message: `The request headers exceed ${MAX_HEADER_BYTES / 1024} KB; clear this site's cookies and reload.` }

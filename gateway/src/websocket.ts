@@ -15,7 +15,7 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
 import type { Config } from './config.js';
-import { rejectUpgrade, upstreamError, type GatewayError } from './errors.js';
+import { answerOnSocket, upstreamError, type GatewayError } from './errors.js';
 import type { ClientView } from './forwarded.js';
 import { forwardedHeaders } from './proxy.js';
 
@@ -126,7 +126,7 @@ export function webSocketRelay(config: Config, view: (req: IncomingMessage) => C
 
   function refuse(socket: Duplex, error: GatewayError, meta: Record<string, unknown>): void {
     log.info({ ...meta, status: error.status, error: error.code }, 'websocket refused');
-    rejectUpgrade(socket, error);
+    answerOnSocket(socket, error);
   }
 
   function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
