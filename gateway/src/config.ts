@@ -76,7 +76,8 @@ const list = <T>(item: z.ZodType<T, string>) =>
     .transform((value) => value.split(',').map((part) => part.trim()).filter(Boolean))
     .pipe(z.array(item).min(1, 'must list at least one value'));
 
-const PROXY_PRESETS = new Set(['loopback', 'linklocal', 'uniquelocal']);
+/** Express's named address ranges for `trust proxy`. */
+export const PROXY_PRESETS: ReadonlySet<string> = new Set(['loopback', 'linklocal', 'uniquelocal']);
 
 /**
  * Mirrors Express's `trust proxy` forms, minus `true`: trusting every peer would let any client

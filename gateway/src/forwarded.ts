@@ -9,7 +9,7 @@ import type { IncomingMessage } from 'node:http';
 import { isIP } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import proxyAddr from 'proxy-addr';
-import type { Config } from './config.js';
+import { PROXY_PRESETS, type Config } from './config.js';
 
 export type TrustFn = (address: string, hop: number) => boolean;
 
@@ -23,8 +23,6 @@ export interface ClientView {
   /** The public origin that pages and Bokeh URLs should use for this request. */
   origin: string;
 }
-
-const PROXY_PRESETS = new Set(['loopback', 'linklocal', 'uniquelocal']);
 
 /** Node reports IPv4 peers of a dual-stack socket as ::ffff:a.b.c.d. */
 function plainAddress(address: string): string {
