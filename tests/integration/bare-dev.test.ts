@@ -4,17 +4,10 @@
  * through the gateway, and Bokeh itself out of reach.
  */
 import { connect } from 'node:net';
-import { BokehClient, modelNamed, models, SessionClosedError, tokenFromAutoload, tokenPayload } from '../support/bokeh-client.js';
-import { PREFIX, run, useStack } from '../support/stack.js';
+import { autoloadSrc, autoloadUrlFor, BokehClient, modelNamed, models, SessionClosedError, tokenFromAutoload, tokenPayload } from '../support/bokeh-client.js';
+import { openAppPage, PREFIX, run, useStack } from '../support/stack.js';
 
 const stack = useStack();
-
-/** The autoload.js URL that an app page's embed script requests. */
-function autoloadSrc(page: string): string {
-  const src = /xhr\.open\("GET", ("[^"]+")/.exec(page)?.[1];
-  if (!src) throw new Error('no autoload request in the page');
-  return JSON.parse(src) as string;
-}
 
 /** Loads an app page and follows its embed script to autoload.js, as a browser would. */
 async function openSession(app: string, query = '', origin = stack().url): Promise<{ page: string; autoloadUrl: string; js: string; token: string }> {
@@ -26,12 +19,7 @@ async function openSession(app: string, query = '', origin = stack().url): Promi
   return { page, autoloadUrl, js, token: tokenFromAutoload(js) };
 }
 
-async function connectApp(app: string): Promise<{ client: BokehClient; doc: unknown }> {
-  const { token } = await openSession(app);
-  const client = await BokehClient.connect(`${stack().url.replace('http', 'ws')}${PREFIX}/${app}/ws`, token, { origin: stack().url });
-  const doc = await client.pullDocument();
-  return { client, doc };
-}
+const connectApp = (app: string) => openAppPage(stack().url, app);
 
 describe('pages', () => {
   test('the index lists every app with a link to its page', async () => {
@@ -100,7 +88,7 @@ describe('autoload.js and static files through the gateway', () => {
   });
 
   test('Bokeh sees the public host and scheme and the client, never headers a client forged', async () => {
-    const res = await fetch(`${stack().url}${PREFIX}/sliders/autoload.js?bokeh-autoload-element=x&bokeh-app-path=${PREFIX}/sliders&bokeh-absolute-url=${stack().url}${PREFIX}/sliders`, {
+    const res = await fetch(autoloadUrlFor(stack().url, PREFIX, 'sliders'), {
       headers: { 'x-forwarded-host': 'evil.example', 'x-forwarded-proto': 'https', 'x-forwarded-for': '6.6.6.6' },
     });
     const { extra } = tokenPayload(tokenFromAutoload(await res.text()));

@@ -2,7 +2,7 @@
  * What users see when parts of the stack go away: Bokeh stopped under live sessions, Bokeh back,
  * and the gateway told to stop. The gateway must answer clearly, keep serving, and recover.
  */
-import { BokehClient, modelNamed, tokenFromAutoload } from '../support/bokeh-client.js';
+import { autoloadUrlFor, BokehClient, modelNamed, tokenFromAutoload } from '../support/bokeh-client.js';
 import { eventually, PREFIX, run, useStack } from '../support/stack.js';
 
 const stack = useStack();
@@ -10,7 +10,7 @@ const stack = useStack();
 const wsUrl = (app: string) => `${stack().url.replace('http', 'ws')}${PREFIX}/${app}/ws`;
 
 async function tokenFor(app: string): Promise<string> {
-  const res = await fetch(`${stack().url}${PREFIX}/${app}/autoload.js?bokeh-autoload-element=x&bokeh-app-path=${PREFIX}/${app}&bokeh-absolute-url=${stack().url}${PREFIX}/${app}`);
+  const res = await fetch(autoloadUrlFor(stack().url, PREFIX, app));
   expect(res.status).toBe(200);
   return tokenFromAutoload(await res.text());
 }

@@ -5,9 +5,9 @@
  * redirects, compression and caching, the gateway-down page, and which ports face the host.
  */
 import { randomBytes } from 'node:crypto';
-import { BokehClient, modelNamed, tokenFromAutoload } from '../support/bokeh-client.js';
+import { autoloadSrc, autoloadUrlFor, BokehClient, modelNamed, tokenFromAutoload } from '../support/bokeh-client.js';
 import { pingP50 } from '../support/ping.js';
-import { eventually, PREFIX, request, run, useStack, type Stack } from '../support/stack.js';
+import { eventually, openAppPage, PREFIX, request, run, useStack, type Stack } from '../support/stack.js';
 
 const stack = useStack({ nginx: true });
 let front: NonNullable<Stack['nginx']>;
@@ -17,21 +17,7 @@ beforeAll(() => {
 
 const get = (path: string, headers: Record<string, string> = {}) => request(`${front.https}${path}`, { ca: front.ca, headers });
 
-function autoloadSrc(page: string): string {
-  const src = /xhr\.open\("GET", ("[^"]+")/.exec(page)?.[1];
-  if (!src) throw new Error('no autoload request in the page');
-  return JSON.parse(src) as string;
-}
-
-async function connectApp(app: string): Promise<{ client: BokehClient; doc: unknown }> {
-  const page = await get(`/apps/${app}`);
-  const autoload = await request(autoloadSrc(page.body), { ca: front.ca });
-  const client = await BokehClient.connect(`${front.https.replace('https', 'wss')}${PREFIX}/${app}/ws`, tokenFromAutoload(autoload.body), {
-    origin: front.https,
-    ca: front.ca,
-  });
-  return { client, doc: await client.pullDocument() };
-}
+const connectApp = (app: string) => openAppPage(front.https, app, front.ca);
 
 describe('the app over https', () => {
   test('the index and the app page load through NGINX', async () => {
@@ -89,12 +75,12 @@ describe('what NGINX adds', () => {
     // Sec-WebSocket-Protocol. 8 KB of random (incompressible) cookies is more than most sites set.
     const cookie = Array.from({ length: 8 }, (_, i) => `c${i}=${randomBytes(750).toString('base64url')}`).join('; ');
     const app = `${front.https}${PREFIX}/ping`;
-    const autoload = await request(`${app}/autoload.js?bokeh-autoload-element=x&bokeh-app-path=${PREFIX}/ping&bokeh-absolute-url=${app}`, {
+    const autoload = await request(autoloadUrlFor(front.https, PREFIX, 'ping'), {
       ca: front.ca,
       headers: { cookie },
     });
     const token = tokenFromAutoload(autoload.body);
-    const plain = tokenFromAutoload((await get(`${PREFIX}/ping/autoload.js?bokeh-autoload-element=x&bokeh-app-path=${PREFIX}/ping&bokeh-absolute-url=${app}`)).body);
+    const plain = tokenFromAutoload((await request(autoloadUrlFor(front.https, PREFIX, 'ping'), { ca: front.ca })).body);
     process.stdout.write(`[nginx] token length: ${plain.length} bytes plain, ${token.length} bytes with 8 KB of cookies\n`);
     expect(token.length).toBeGreaterThan(plain.length + 8_000);
     // A browser sends the cookies again on the upgrade, beside the token.

@@ -4,8 +4,8 @@
  * the compose layouts, plus a clean stop on the platform's SIGTERM.
  */
 import getPort from 'get-port';
-import { BokehClient, modelNamed, tokenFromAutoload } from '../support/bokeh-client.js';
-import { eventually, PREFIX, request, run } from '../support/stack.js';
+import { modelNamed } from '../support/bokeh-client.js';
+import { eventually, openAppPage, request, run } from '../support/stack.js';
 
 const IMAGE = 'bokeh-gateway-stack/app:local';
 let id: string;
@@ -24,18 +24,12 @@ afterAll(async () => {
   if (id) await run('docker', ['rm', '-f', id]);
 });
 
-async function connect(app: string): Promise<{ client: BokehClient; doc: unknown; js: string }> {
-  const page = await request(`${origin}/apps/${app}`);
-  const src = JSON.parse(/xhr\.open\("GET", ("[^"]+")/.exec(page.body)![1]!) as string;
-  expect(new URL(src).origin).toBe(origin);
-  const js = (await request(src)).body;
-  const client = await BokehClient.connect(`${origin.replace('http', 'ws')}${PREFIX}/${app}/ws`, tokenFromAutoload(js), { origin });
-  return { client, doc: await client.pullDocument(), js };
-}
+const connect = (app: string) => openAppPage(origin, app);
 
 test('one published port serves pages, autoload.js with public URLs, and the Bokeh round trip', async () => {
-  const { client, doc, js } = await connect('sliders');
+  const { client, doc, js, autoloadUrl } = await connect('sliders');
   try {
+    expect(new URL(autoloadUrl).origin).toBe(origin);
     for (const url of js.matchAll(/(?:https?|wss?):\/\/[^\s"'`\\)]+/g)) expect(url[0].startsWith(origin)).toBe(true);
     const source = modelNamed(doc, 'source');
     client.setProperty(modelNamed(doc, 'frequency').id, 'value', 2);
@@ -59,7 +53,8 @@ test('Bokeh inside listens on loopback only', async () => {
 });
 
 test("the platform's SIGTERM closes sessions with 1001 and stops both processes cleanly", async () => {
-  const { client } = await connect('ping');
+  const { client, autoloadUrl } = await connect('ping');
+  expect(new URL(autoloadUrl).origin).toBe(origin);
   await run('docker', ['kill', '--signal', 'TERM', id]);
   expect((await client.closed).code).toBe(1001);
   const { stdout } = await run('docker', ['wait', id]);

@@ -29,6 +29,19 @@ export interface BokehModel {
   attributes?: Record<string, unknown>;
 }
 
+/** The autoload.js URL for an app, as `server_document(origin + prefix + "/" + app)` builds it. */
+export function autoloadUrlFor(origin: string, prefix: string, app: string): string {
+  const absolute = `${origin}${prefix}/${app}`;
+  return `${absolute}/autoload.js?bokeh-autoload-element=x&bokeh-app-path=${prefix}/${app}&bokeh-absolute-url=${absolute}`;
+}
+
+/** The autoload.js URL that an app page's embed script requests. */
+export function autoloadSrc(page: string): string {
+  const src = /xhr\.open\("GET", ("[^"]+")/.exec(page)?.[1];
+  if (!src) throw new Error('no autoload request in the page');
+  return JSON.parse(src) as string;
+}
+
 /** The session token embedded in an autoload.js response. */
 export function tokenFromAutoload(js: string): string {
   const match = /"token":\s*"([^"]+)"/.exec(js) ?? /\\"token\\":\s*\\"([^"\\]+)\\"/.exec(js);

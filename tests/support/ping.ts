@@ -2,7 +2,7 @@
  * The round trip of the smallest interaction a user can make: the `ping` app's slider, answered
  * by a server callback with a short text. Reported as the median of 50 changes.
  */
-import { BokehClient, modelNamed, tokenFromAutoload } from './bokeh-client.js';
+import { autoloadUrlFor, BokehClient, modelNamed, tokenFromAutoload } from './bokeh-client.js';
 import { PREFIX, request } from './stack.js';
 
 const ROUND_TRIPS = 50;
@@ -11,7 +11,7 @@ const WARM_UP = 5;
 /** `origin` is the public address to go through (gateway or nginx); `ca` trusts its certificate. */
 export async function pingP50(origin: string, ca?: Buffer): Promise<number> {
   const app = `${origin}${PREFIX}/ping`;
-  const autoload = await request(`${app}/autoload.js?bokeh-autoload-element=x&bokeh-app-path=${PREFIX}/ping&bokeh-absolute-url=${app}`, ca ? { ca } : {});
+  const autoload = await request(autoloadUrlFor(origin, PREFIX, 'ping'), ca ? { ca } : {});
   const client = await BokehClient.connect(`${app.replace(/^http/, 'ws')}/ws`, tokenFromAutoload(autoload.body), { origin, ...(ca ? { ca } : {}) });
   try {
     const slider = modelNamed(await client.pullDocument(), 'ping').id;

@@ -10,6 +10,7 @@ import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import getPort from 'get-port';
+import { autoloadSrc, BokehClient, tokenFromAutoload } from './bokeh-client.js';
 import { DockerComposeEnvironment, Wait, type StartedDockerComposeEnvironment, type StartedTestContainer } from 'testcontainers';
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -97,6 +98,24 @@ export function request(url: string, options: { ca?: Buffer; headers?: Record<st
     req.on('error', reject);
     req.end();
   });
+}
+
+/**
+ * What a browser does with an app page: load it, follow its embed script to autoload.js, open
+ * the WebSocket with the token from there, and pull the document.
+ */
+export async function openAppPage(
+  origin: string,
+  app: string,
+  ca?: Buffer,
+): Promise<{ page: string; autoloadUrl: string; js: string; client: BokehClient; doc: unknown }> {
+  const tls = ca ? { ca } : {};
+  const page = (await request(`${origin}/apps/${app}`, tls)).body;
+  const autoloadUrl = autoloadSrc(page);
+  const autoload = await request(autoloadUrl, tls);
+  if (autoload.status !== 200) throw new Error(`autoload.js answered ${autoload.status}`);
+  const client = await BokehClient.connect(`${origin.replace(/^http/, 'ws')}${PREFIX}/${app}/ws`, tokenFromAutoload(autoload.body), { origin, ...tls });
+  return { page, autoloadUrl, js: autoload.body, client, doc: await client.pullDocument() };
 }
 
 /**
