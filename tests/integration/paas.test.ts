@@ -7,7 +7,7 @@ import getPort from 'get-port';
 import { modelNamed } from '../support/bokeh-client.js';
 import { eventually, openAppPage, request, run } from '../support/stack.js';
 
-const IMAGE = 'bokeh-gateway-stack/app:local';
+const IMAGE = `bokeh-gateway-stack/app:${process.env.IMAGE_TAG || 'local'}`;
 let id: string;
 let origin: string;
 

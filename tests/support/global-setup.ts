@@ -19,7 +19,7 @@ export default async function globalSetup(): Promise<void> {
   const baseImages = ['PYTHON_IMAGE', 'NODE_IMAGE'].flatMap((name) => (process.env[name] ? ['--build-arg', `${name}=${process.env[name]}`] : []));
   try {
     await run('docker', ['compose', '--profile', '*', 'build'], { cwd: root, maxBuffer: 64 * 1024 * 1024 });
-    await run('docker', ['build', '-f', 'paas/Dockerfile', '-t', 'bokeh-gateway-stack/app:local', ...baseImages, '.'], { cwd: root, maxBuffer: 64 * 1024 * 1024 });
+    await run('docker', ['build', '-f', 'paas/Dockerfile', '-t', `bokeh-gateway-stack/app:${process.env.IMAGE_TAG || 'local'}`, ...baseImages, '.'], { cwd: root, maxBuffer: 64 * 1024 * 1024 });
   } catch (err) {
     const { stderr, stdout } = err as { stderr?: string; stdout?: string };
     throw new Error(
