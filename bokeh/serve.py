@@ -9,6 +9,10 @@ Settings (an empty value counts as unset, except for BOKEH_PREFIX where it means
   BOKEH_ALLOW_WS_ORIGIN  Bokeh's own host[:port] list; when set it replaces PUBLIC_ORIGINS
   BOKEH_NODELAY          true/false (default true): TCP_NODELAY on Bokeh's WebSockets
   BOKEH_LOG_LEVEL        trace, debug, info, warning, error or critical (default info)
+  BOKEH_SECRET_KEY       key that signs session ids and tokens (required, at least 32 characters);
+                         Bokeh then runs with --session-ids external-signed, so only holders of the
+                         key (the gateway) can start sessions
+  BOKEH_SECRET_KEY_FILE  file holding the key, read when BOKEH_SECRET_KEY is not set
 
 Arguments given to this script are appended to `bokeh serve`, e.g. `--num-procs 2`.
 If the first argument is not an option it is run as a command instead (a shell, the tests).
@@ -33,6 +37,9 @@ DEFAULT_PREFIX = "/bokeh"
 DEFAULT_PUBLIC_ORIGINS = "http://localhost:8000,http://127.0.0.1:8000,https://localhost:8443,https://127.0.0.1:8443"
 LOG_LEVELS = ("trace", "debug", "info", "warning", "error", "critical")
 DEFAULT_PORTS = {"http": 80, "https": 443}
+# HMAC-SHA256 wants a key at least as long as its 32-byte output; Bokeh's own generator makes 44.
+MIN_SECRET_KEY_CHARS = 32
+KEY_HOWTO = "make one with: python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"
 
 TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off")
@@ -61,6 +68,7 @@ class Config:
     ws_origins_from: str = "PUBLIC_ORIGINS"
     nodelay: bool = True
     log_level: str = "info"
+    secret_key_from: str = "BOKEH_SECRET_KEY"
     # Environment changes to make before Bokeh reads its own settings (None removes the variable).
     env_updates: Mapping[str, str | None] = field(default_factory=dict)
 
@@ -202,6 +210,35 @@ def parse_log_level(value: str | None) -> str:
     return level
 
 
+def check_secret_key(name: str, key: str) -> str:
+    """Refuse keys that are short or obviously not random; the message never shows the key."""
+    if len(key) < MIN_SECRET_KEY_CHARS:
+        raise ConfigError(f"{name} is too short ({len(key)} characters, need at least "
+                          f"{MIN_SECRET_KEY_CHARS}); {KEY_HOWTO}")
+    if len(set(key)) < 8:
+        raise ConfigError(f"{name} is not random enough (it repeats {len(set(key))} characters); "
+                          f"{KEY_HOWTO}")
+    return key
+
+
+def load_secret_key(environ: Mapping[str, str]) -> tuple[str, str]:
+    """The key that signs sessions, and where it came from."""
+    key = _get(environ, "BOKEH_SECRET_KEY")
+    if key is not None:
+        return check_secret_key("BOKEH_SECRET_KEY", key), "BOKEH_SECRET_KEY"
+    path = _get(environ, "BOKEH_SECRET_KEY_FILE")
+    if path is None:
+        raise ConfigError("BOKEH_SECRET_KEY is not set; Bokeh only serves sessions signed with a "
+                          "secret key. Set BOKEH_SECRET_KEY (the same value the gateway gets) or "
+                          f"BOKEH_SECRET_KEY_FILE; {KEY_HOWTO}")
+    try:
+        key = Path(path).read_text(encoding="utf-8").strip()
+    except OSError as error:
+        raise ConfigError(f"BOKEH_SECRET_KEY_FILE={path} cannot be read ({error.strerror}); "
+                          "point it at a readable file holding the key, or set BOKEH_SECRET_KEY") from None
+    return check_secret_key(f"the key in BOKEH_SECRET_KEY_FILE={path}", key), f"BOKEH_SECRET_KEY_FILE={path}"
+
+
 def load_config(environ: Mapping[str, str]) -> Config:
     """Read and check every setting; raises ConfigError on the first bad one."""
     port = parse_port(_get(environ, "BOKEH_PORT"))
@@ -209,8 +246,10 @@ def load_config(environ: Mapping[str, str]) -> Config:
     prefix = parse_prefix(None if raw_prefix is None else raw_prefix.strip())
     nodelay = parse_bool("BOKEH_NODELAY", _get(environ, "BOKEH_NODELAY"), True)
     log_level = parse_log_level(_get(environ, "BOKEH_LOG_LEVEL"))
+    secret_key, secret_key_from = load_secret_key(environ)
 
-    env_updates: dict[str, str | None] = {}
+    # Bokeh reads the key and the signing switch from its own environment variables.
+    env_updates: dict[str, str | None] = {"BOKEH_SECRET_KEY": secret_key, "BOKEH_SIGN_SESSIONS": "true"}
     override = _get(environ, "BOKEH_ALLOW_WS_ORIGIN")
     if override is not None:
         # Bokeh reads this variable itself and does not trim spaces; hand it a clean list.
@@ -218,7 +257,7 @@ def load_config(environ: Mapping[str, str]) -> Config:
         env_updates["BOKEH_ALLOW_WS_ORIGIN"] = ",".join(entries)
         return Config(port=port, prefix=prefix, ws_origin_args=(), ws_origins=entries,
                       ws_origins_from="BOKEH_ALLOW_WS_ORIGIN", nodelay=nodelay,
-                      log_level=log_level, env_updates=env_updates)
+                      log_level=log_level, secret_key_from=secret_key_from, env_updates=env_updates)
     if "BOKEH_ALLOW_WS_ORIGIN" in environ:
         # Set but blank (a common compose pass-through): Bokeh would take it as a list
         # holding one empty host and refuse every browser.
@@ -226,7 +265,7 @@ def load_config(environ: Mapping[str, str]) -> Config:
     hosts = parse_public_origins(_get(environ, "PUBLIC_ORIGINS"))
     return Config(port=port, prefix=prefix, ws_origin_args=hosts, ws_origins=hosts,
                   ws_origins_from="PUBLIC_ORIGINS", nodelay=nodelay, log_level=log_level,
-                  env_updates=env_updates)
+                  secret_key_from=secret_key_from, env_updates=env_updates)
 
 
 def find_apps(apps_dir: Path = APPS_DIR) -> list[Path]:
@@ -247,6 +286,9 @@ def build_argv(config: Config, apps: Sequence[Path], extra_args: Sequence[str] =
             "--address", "0.0.0.0",
             # Bokeh sits behind the gateway: take client address and scheme from X-Forwarded-*.
             "--use-xheaders",
+            # Sessions start only with an id or token signed with BOKEH_SECRET_KEY, which the
+            # gateway mints; a request that reaches Bokeh some other way gets 403.
+            "--session-ids", "external-signed",
             "--log-level", config.log_level]
     if config.prefix:
         argv += ["--prefix", config.prefix]
@@ -263,7 +305,8 @@ def describe(config: Config, apps: Sequence[Path], extra_args: Sequence[str] = (
     return (f"serve: port={config.port} prefix={config.prefix or '(none)'} "
             f"apps={','.join(a.name for a in apps)} "
             f"ws_origins={','.join(config.ws_origins)} (from {config.ws_origins_from}) "
-            f"nodelay={'on' if config.nodelay else 'off'} log_level={config.log_level}"
+            f"nodelay={'on' if config.nodelay else 'off'} log_level={config.log_level} "
+            f"sessions=external-signed (key from {config.secret_key_from})"
             + (f" extra={','.join(options)}" if options else ""))
 
 

@@ -4,11 +4,16 @@ PaaS hosts start one process and send it SIGTERM to stop. This starts Bokeh (bok
 on 127.0.0.1:5006 and the gateway on $PORT pointed at it, passes SIGTERM and SIGINT on to both,
 and exits as soon as either one exits, stopping the other, so the platform restarts the pair.
 Every other setting is read by the two programs themselves (see .env.example).
+
+Both ends of a signed session live in this container, so when neither BOKEH_SECRET_KEY nor
+BOKEH_SECRET_KEY_FILE is set, a random key is made for this container's lifetime. Sessions do
+not outlive the container anyway; set BOKEH_SECRET_KEY to share the key with other services.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -27,6 +32,9 @@ def main() -> int:
     env = dict(os.environ)
     env.setdefault("BOKEH_URL", f"http://127.0.0.1:{BOKEH_PORT}")
     env["BOKEH_PORT"] = BOKEH_PORT
+    if not env.get("BOKEH_SECRET_KEY", "").strip() and not env.get("BOKEH_SECRET_KEY_FILE", "").strip():
+        env["BOKEH_SECRET_KEY"] = secrets.token_urlsafe(48)
+        log("no BOKEH_SECRET_KEY set: signing sessions with a random key made for this container")
     # Bokeh is reachable only through the gateway: bind it to loopback (the last --address wins).
     bokeh = subprocess.Popen([sys.executable, "/app/serve.py", "--address", "127.0.0.1"], env=env)
     gateway = subprocess.Popen(["node", "/gateway/dist/main.js"], env=env, cwd="/gateway")

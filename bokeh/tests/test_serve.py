@@ -22,9 +22,16 @@ else:
 sys.path.insert(0, str(SERVE_DIR))
 
 import serve  # noqa: E402
-from serve import ConfigError, build_argv, describe, find_apps, load_config  # noqa: E402
+from serve import ConfigError, build_argv, describe, find_apps  # noqa: E402
+from serve import load_config as load_config_from  # noqa: E402
 
 APPS = [Path("/app/apps/ping"), Path("/app/apps/sliders")]
+KEY = "k3Y-for-the-launcher-tests_0123456789abcdefgh"
+
+
+def load_config(env):
+    """Settings as the launcher reads them, with the secret key that every start needs."""
+    return load_config_from({"BOKEH_SECRET_KEY": KEY, **env})
 
 
 def argv_for(env, extra=()):
@@ -43,13 +50,13 @@ class Defaults(unittest.TestCase):
         self.assertEqual(config.ws_origin_args, ("localhost:8000", "127.0.0.1:8000", "localhost:8443", "127.0.0.1:8443"))
         self.assertTrue(config.nodelay)
         self.assertEqual(config.log_level, "info")
-        self.assertEqual(dict(config.env_updates), {})
+        self.assertEqual(dict(config.env_updates), {"BOKEH_SECRET_KEY": KEY, "BOKEH_SIGN_SESSIONS": "true"})
 
     def test_default_argv(self):
         self.assertEqual(argv_for({}), [
             "bokeh", "serve", "/app/apps/ping", "/app/apps/sliders",
             "--port", "5006", "--address", "0.0.0.0", "--use-xheaders",
-            "--log-level", "info", "--prefix", "/bokeh",
+            "--session-ids", "external-signed", "--log-level", "info", "--prefix", "/bokeh",
             "--allow-websocket-origin", "localhost:8000",
             "--allow-websocket-origin", "127.0.0.1:8000",
             "--allow-websocket-origin", "localhost:8443",
@@ -151,7 +158,7 @@ class AllowWsOriginOverride(unittest.TestCase):
         self.assertEqual(config.ws_origins, ("a.example:443", "b.example"))
         self.assertEqual(config.ws_origins_from, "BOKEH_ALLOW_WS_ORIGIN")
         # Bokeh reads the variable itself and does not trim spaces.
-        self.assertEqual(dict(config.env_updates), {"BOKEH_ALLOW_WS_ORIGIN": "a.example:443,b.example"})
+        self.assertEqual(config.env_updates["BOKEH_ALLOW_WS_ORIGIN"], "a.example:443,b.example")
 
     def test_override_makes_public_origins_unused(self):
         config = load_config({"BOKEH_ALLOW_WS_ORIGIN": "*", "PUBLIC_ORIGINS": "not-an-origin"})
@@ -159,7 +166,7 @@ class AllowWsOriginOverride(unittest.TestCase):
 
     def test_blank_override_is_dropped(self):
         config = load_config({"BOKEH_ALLOW_WS_ORIGIN": "  "})
-        self.assertEqual(dict(config.env_updates), {"BOKEH_ALLOW_WS_ORIGIN": None})
+        self.assertIsNone(config.env_updates["BOKEH_ALLOW_WS_ORIGIN"])
         self.assertEqual(config.ws_origin_args, ("localhost:8000", "127.0.0.1:8000", "localhost:8443", "127.0.0.1:8443"))
 
     def test_url_in_override_is_rejected(self):
@@ -236,6 +243,49 @@ class OtherSettings(unittest.TestCase):
         self.assertIn('(got "verbose"); set BOKEH_LOG_LEVEL=info', str(caught.exception))
 
 
+class SecretKey(unittest.TestCase):
+    def test_key_is_required_and_the_message_says_how_to_make_one(self):
+        with self.assertRaises(ConfigError) as caught:
+            load_config_from({})
+        self.assertIn("BOKEH_SECRET_KEY is not set", str(caught.exception))
+        self.assertIn("secrets.token_urlsafe", str(caught.exception))
+
+    def test_sessions_are_signed_with_the_key(self):
+        config = load_config({})
+        self.assertEqual(config.env_updates["BOKEH_SECRET_KEY"], KEY)
+        self.assertEqual(config.env_updates["BOKEH_SIGN_SESSIONS"], "true")
+        self.assertEqual(option_values(build_argv(config, APPS), "--session-ids"), ["external-signed"])
+
+    def test_weak_keys_are_refused_without_showing_them(self):
+        for key, fragment in (("short-key", "too short (9 characters"), ("a" * 40, "not random enough")):
+            with self.subTest(key=key), self.assertRaises(ConfigError) as caught:
+                load_config({"BOKEH_SECRET_KEY": key})
+            self.assertIn(fragment, str(caught.exception))
+            self.assertNotIn(key, str(caught.exception))
+
+    def test_key_from_a_file(self):
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "key"
+            path.write_text(KEY + "\n")
+            config = load_config_from({"BOKEH_SECRET_KEY_FILE": str(path)})
+            self.assertEqual(config.env_updates["BOKEH_SECRET_KEY"], KEY)
+            self.assertEqual(config.secret_key_from, f"BOKEH_SECRET_KEY_FILE={path}")
+            # The variable wins over the file, so one value can override a mounted key.
+            other = KEY[::-1]
+            config = load_config_from({"BOKEH_SECRET_KEY_FILE": str(path), "BOKEH_SECRET_KEY": other})
+            self.assertEqual(config.env_updates["BOKEH_SECRET_KEY"], other)
+
+    def test_unreadable_key_file(self):
+        with self.assertRaises(ConfigError) as caught:
+            load_config_from({"BOKEH_SECRET_KEY_FILE": "/nonexistent/key"})
+        self.assertIn("BOKEH_SECRET_KEY_FILE=/nonexistent/key cannot be read", str(caught.exception))
+
+    def test_log_line_names_the_source_not_the_key(self):
+        line = describe(load_config({}), APPS)
+        self.assertIn("sessions=external-signed (key from BOKEH_SECRET_KEY)", line)
+        self.assertNotIn(KEY, line)
+
+
 class Passthrough(unittest.TestCase):
     def test_extra_args_come_last(self):
         extra = ["--num-procs", "2", "--session-ids", "external-signed"]
@@ -280,7 +330,7 @@ class Launcher(unittest.TestCase):
                               capture_output=True, text=True, timeout=30)
 
     def test_bad_setting_exits_2_with_one_line(self):
-        result = self.run_serve(BOKEH_PREFIX="bokeh")
+        result = self.run_serve(BOKEH_PREFIX="bokeh", BOKEH_SECRET_KEY=KEY)
         self.assertEqual(result.returncode, 2)
         self.assertEqual(result.stderr,
                          'serve: BOKEH_PREFIX must start with "/" (got "bokeh"); '

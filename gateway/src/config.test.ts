@@ -1,9 +1,20 @@
-import { readFileSync } from 'node:fs';
-import { ConfigError, loadConfig, SETTINGS } from './config.js';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ConfigError, loadConfig as loadConfigFrom, SETTINGS } from './config.js';
 
-function problems(env: Record<string, string>): string[] {
+const KEY = 'gateway-test-key_0123456789abcdefghijklmnop';
+// alice / wonderland, bcrypt cost 4 to keep the tests fast
+const ALICE = 'alice:$2y$04$Qa98o9T6thOSjFlKGhyLyOa3FcIAXj2SSskg.kYWEbngBdyeRrehK';
+
+/** Every start needs the signing key; tests about other settings give it. */
+function loadConfig(env: Record<string, string>) {
+  return loadConfigFrom({ BOKEH_SECRET_KEY: KEY, ...env });
+}
+
+function problems(env: Record<string, string>, withKey = true): string[] {
   try {
-    loadConfig(env);
+    (withKey ? loadConfig : loadConfigFrom)(env);
   } catch (err) {
     if (err instanceof ConfigError) return err.problems;
     throw err;
@@ -73,11 +84,55 @@ describe('loadConfig', () => {
   });
 });
 
+describe('secret key and authentication', () => {
+  test('the signing key is required, and the message says how to make one', () => {
+    const found = problems({}, false);
+    expect(found).toHaveLength(1);
+    expect(found[0]).toMatch(/^BOKEH_SECRET_KEY is not set.*secrets\.token_urlsafe/);
+  });
+
+  test.each([
+    ['k3y!x', /too short \(5 characters, need at least 32\)/],
+    ['a'.repeat(40), /not random enough/],
+  ])('a weak key is refused without being shown: %s', (key, message) => {
+    const found = problems({ BOKEH_SECRET_KEY: key });
+    expect(found[0]).toMatch(message);
+    expect(found[0]).not.toContain(key);
+  });
+
+  test('the key can come from a file, and the variable wins over it', () => {
+    const folder = mkdtempSync(join(tmpdir(), 'gateway-key-'));
+    const file = join(folder, 'key');
+    writeFileSync(file, `${KEY}\n`);
+    expect(loadConfigFrom({ BOKEH_SECRET_KEY_FILE: file }).secretKey.toString()).toBe(KEY);
+    const other = [...KEY].reverse().join('');
+    expect(loadConfigFrom({ BOKEH_SECRET_KEY_FILE: file, BOKEH_SECRET_KEY: other }).secretKey.toString()).toBe(other);
+    expect(problems({ BOKEH_SECRET_KEY_FILE: join(folder, 'missing') }, false)[0]).toMatch(/BOKEH_SECRET_KEY_FILE=.*missing cannot be read \(ENOENT\)/);
+  });
+
+  test('basic authentication needs bcrypt users', () => {
+    expect(loadConfig({ AUTH_MODE: 'basic', AUTH_BASIC_USERS: ` ${ALICE} ` }).basicUsers).toEqual([ALICE]);
+    expect(problems({ AUTH_MODE: 'basic' })[0]).toMatch(/AUTH_MODE=basic needs users.*htpasswd -nbB/);
+    expect(problems({ AUTH_MODE: 'basic', AUTH_BASIC_USERS: 'bob:$apr1$abc$def' })[0]).toMatch(/user "bob".*MD5 hash; only bcrypt is accepted/);
+    expect(problems({ AUTH_MODE: 'basic', AUTH_BASIC_USERS: 'bob:secret' })[0]).toMatch(/not a bcrypt hash/);
+    expect(problems({ AUTH_MODE: 'basic', AUTH_BASIC_USERS: `${ALICE},${ALICE}` })[0]).toMatch(/repeats a user name/);
+  });
+
+  test('a trusted user header needs a trusted proxy', () => {
+    expect(problems({ AUTH_MODE: 'header' })[0]).toMatch(/AUTH_MODE=header believes x-forwarded-user only from a trusted proxy.*Set TRUST_PROXY/);
+    expect(loadConfig({ AUTH_MODE: 'header', TRUST_PROXY: 'oauth2-proxy', AUTH_USER_HEADER: 'X-Auth-Request-User' }).authUserHeader).toBe('x-auth-request-user');
+  });
+
+  test('the request timeout cannot be shorter than the headers timeout', () => {
+    expect(problems({ HEADERS_TIMEOUT_MS: '30000', REQUEST_TIMEOUT_MS: '20000' })[0]).toMatch(/REQUEST_TIMEOUT_MS=20000 is shorter than HEADERS_TIMEOUT_MS=30000/);
+  });
+});
+
 describe('.env.example', () => {
   const example = readFileSync(new URL('../../.env.example', import.meta.url), 'utf8');
 
-  // The compose file sets these two for the stack; .env.example documents the stack's values.
-  const setByCompose: Record<string, string> = { BOKEH_URL: 'http://bokeh:5006', TRUST_PROXY: 'nginx' };
+  // The compose file sets these for the stack; .env.example documents the stack's values.
+  const setByCompose: Record<string, string> = { BOKEH_URL: 'http://bokeh:5006', TRUST_PROXY: 'nginx', BOKEH_SECRET_KEY_FILE: '/run/stack-secret/bokeh-secret-key' };
 
   test.each(SETTINGS.map((setting) => [setting.env, setByCompose[setting.env] ?? setting.default]))('documents %s with its default', (env, fallback) => {
     expect(example).toMatch(new RegExp(`^#? ?${env}=${fallback!.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}$`, 'm'));

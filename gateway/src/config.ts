@@ -3,9 +3,15 @@
  * suggest when a value is wrong. The gateway reads the environment exactly once, at start, and
  * refuses to start on any invalid value; nothing else in the gateway reads `process.env`.
  */
+import { readFileSync } from 'node:fs';
 import { z } from 'zod';
+import { parseBasicUsers } from './auth.js';
 
-export interface Config {
+/** How the gateway decides who a request is from; see auth.ts. */
+export type AuthMode = 'none' | 'basic' | 'header';
+
+/** What each setting in the table below becomes. */
+interface Settings {
   /** Address and port the gateway listens on. */
   listenAddress: string;
   port: number;
@@ -24,6 +30,25 @@ export interface Config {
   readinessTimeoutMs: number;
   shutdownTimeoutMs: number;
   wsMaxMessageBytes: number;
+  wsIdleTimeoutMs: number;
+  headersTimeoutMs: number;
+  requestTimeoutMs: number;
+  secretKeyValue: string | undefined;
+  secretKeyFile: string | undefined;
+  sessionTokenExpirationS: number;
+  authMode: AuthMode;
+  authBasicUsers: string | undefined;
+  authBasicUsersFile: string | undefined;
+  authBasicRealm: string;
+  authUserHeader: string;
+}
+
+/** The gateway's configuration: the settings, with the secret key and user list read. */
+export interface Config extends Omit<Settings, 'secretKeyValue' | 'secretKeyFile' | 'authBasicUsers' | 'authBasicUsersFile'> {
+  /** Signs Bokeh session ids and tokens; Bokeh holds the same key. */
+  secretKey: Buffer;
+  /** htpasswd-style lines (user:bcrypt-hash) when authMode is "basic". */
+  basicUsers: string[];
 }
 
 interface Setting<T> {
@@ -75,6 +100,22 @@ const list = <T>(item: z.ZodType<T, string>) =>
     .string()
     .transform((value) => value.split(',').map((part) => part.trim()).filter(Boolean))
     .pipe(z.array(item).min(1, 'must list at least one value'));
+
+/** Unset (empty) stays undefined, so that the code can tell "not given" from a value. */
+const optional = z
+  .string()
+  .transform((value) => (value.trim() === '' ? undefined : value.trim()));
+
+/** HMAC-SHA256 wants a key at least as long as its 32-byte output; Bokeh's own generator makes 44. */
+export const MIN_SECRET_KEY_CHARS = 32;
+const KEY_HOWTO = "make one with: python3 -c 'import secrets; print(secrets.token_urlsafe(48))'";
+
+/** A header name as HTTP defines it (a token). */
+const headerName = z
+  .string()
+  .trim()
+  .regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'must be an HTTP header name')
+  .transform((value) => value.toLowerCase());
 
 /** Express's named address ranges for `trust proxy`. */
 export const PROXY_PRESETS: ReadonlySet<string> = new Set(['loopback', 'linklocal', 'uniquelocal']);
@@ -196,7 +237,84 @@ const settings = {
     fix: 'bytes between 1024 and 1073741824, at most Bokeh\'s --websocket-max-message-size',
     schema: integer(1024, 1 << 30),
   },
-} satisfies { [K in keyof Config]: Setting<Config[K]> };
+  wsIdleTimeoutMs: {
+    env: 'WS_IDLE_TIMEOUT_MS',
+    default: '120000',
+    doc: 'A WebSocket whose browser sends nothing (not even a pong to Bokeh\'s 37 s keep-alive ping) for this long is closed with 1001; 0 turns it off.',
+    fix: 'milliseconds, 0 or between 10000 and 86400000, longer than Bokeh\'s --keep-alive interval',
+    schema: integer(0, 86_400_000).refine((value) => value === 0 || value >= 10_000, 'must be 0 or at least 10000'),
+  },
+  headersTimeoutMs: {
+    env: 'HEADERS_TIMEOUT_MS',
+    default: '20000',
+    doc: 'How long a client may take to send its request headers; slower ones get 408 and are disconnected.',
+    fix: 'milliseconds between 1000 and 120000',
+    schema: integer(1000, 120_000),
+  },
+  requestTimeoutMs: {
+    env: 'REQUEST_TIMEOUT_MS',
+    default: '60000',
+    doc: 'How long a client may take to send a whole request; slower ones get 408 and are disconnected.',
+    fix: 'milliseconds between 1000 and 600000, at least HEADERS_TIMEOUT_MS',
+    schema: integer(1000, 600_000),
+  },
+  secretKeyValue: {
+    env: 'BOKEH_SECRET_KEY',
+    default: '',
+    doc: 'Key that signs Bokeh session ids and tokens; Bokeh gets the same one. Wins over BOKEH_SECRET_KEY_FILE. Required, at least 32 random characters.',
+    fix: `at least ${MIN_SECRET_KEY_CHARS} random characters, the value the bokeh service gets; ${KEY_HOWTO}`,
+    schema: optional,
+  },
+  secretKeyFile: {
+    env: 'BOKEH_SECRET_KEY_FILE',
+    default: '',
+    doc: 'File holding the key when BOKEH_SECRET_KEY is not set (the compose file points it at the generated key).',
+    fix: 'the path of a readable file that holds the key',
+    schema: optional,
+  },
+  sessionTokenExpirationS: {
+    env: 'SESSION_TOKEN_EXPIRATION_S',
+    default: '300',
+    doc: 'Seconds a minted session token stays valid for opening the session\'s WebSocket (Bokeh\'s --session-token-expiration).',
+    fix: 'seconds between 10 and 86400',
+    schema: integer(10, 86_400),
+  },
+  authMode: {
+    env: 'AUTH_MODE',
+    default: 'none',
+    doc: 'Who may use the pages and apps: none (anyone), basic (HTTP Basic against AUTH_BASIC_USERS) or header (a user name set by a trusted identity proxy in AUTH_USER_HEADER).',
+    fix: 'one of none, basic, header',
+    schema: z.enum(['none', 'basic', 'header']),
+  },
+  authBasicUsers: {
+    env: 'AUTH_BASIC_USERS',
+    default: '',
+    doc: 'For AUTH_MODE=basic: user:bcrypt-hash entries separated by commas or new lines (what `htpasswd -nbB user password` prints). Quote the value in .env, since hashes contain "$".',
+    fix: "entries like alice:$2y$10$... made with `htpasswd -nbB alice 'password'`",
+    schema: optional,
+  },
+  authBasicUsersFile: {
+    env: 'AUTH_BASIC_USERS_FILE',
+    default: '',
+    doc: 'For AUTH_MODE=basic: an htpasswd file (bcrypt entries), read at start; used together with AUTH_BASIC_USERS.',
+    fix: 'the path of a readable htpasswd file inside the gateway container',
+    schema: optional,
+  },
+  authBasicRealm: {
+    env: 'AUTH_BASIC_REALM',
+    default: 'Bokeh apps',
+    doc: 'For AUTH_MODE=basic: the realm browsers show in their sign-in prompt.',
+    fix: 'a short text without double quotes',
+    schema: z.string().trim().min(1, 'must not be empty').max(100, 'must be at most 100 characters').regex(/^[^"\\\x00-\x1f]+$/, 'must not contain quotes, backslashes or control characters'),
+  },
+  authUserHeader: {
+    env: 'AUTH_USER_HEADER',
+    default: 'X-Forwarded-User',
+    doc: 'For AUTH_MODE=header: the request header in which the identity proxy names the user. Believed only from peers that TRUST_PROXY trusts.',
+    fix: 'a header name such as X-Forwarded-User or X-Auth-Request-User',
+    schema: headerName,
+  },
+} satisfies { [K in keyof Settings]: Setting<Settings[K]> };
 
 /** The settings table, for documentation and for tests that keep .env.example honest. */
 export const SETTINGS: ReadonlyArray<Readonly<Omit<Setting<unknown>, 'schema'>>> = Object.values(settings).map(
@@ -210,11 +328,73 @@ export class ConfigError extends Error {
   }
 }
 
+/** One setting on its own, for the container healthcheck, which must not need the secrets. */
+export function loadSetting<K extends keyof Settings>(key: K, env: NodeJS.ProcessEnv = process.env): Settings[K] {
+  const setting = settings[key] as unknown as Setting<Settings[K]>;
+  const given = env[setting.env];
+  const result = setting.schema.safeParse(given === undefined || given.trim() === '' ? setting.default : given);
+  if (!result.success) throw new ConfigError([`${setting.env}=${JSON.stringify(given)} is invalid. Set ${setting.env} to ${setting.fix}.`]);
+  return result.data;
+}
+
+/** Refuses keys that are short or plainly not random; messages never show the key. */
+function secretKeyProblem(where: string, key: string): string | undefined {
+  if (key.length < MIN_SECRET_KEY_CHARS) return `${where} is too short (${key.length} characters, need at least ${MIN_SECRET_KEY_CHARS}); ${KEY_HOWTO}.`;
+  if (new Set(key).size < 8) return `${where} is not random enough (it repeats ${new Set(key).size} characters); ${KEY_HOWTO}.`;
+  return undefined;
+}
+
+function readSecretKey(values: Settings, problems: string[]): Buffer {
+  let key = values.secretKeyValue;
+  let where = 'BOKEH_SECRET_KEY';
+  if (key === undefined && values.secretKeyFile !== undefined) {
+    where = `the key in BOKEH_SECRET_KEY_FILE=${values.secretKeyFile}`;
+    try {
+      key = readFileSync(values.secretKeyFile, 'utf8').trim();
+    } catch (err) {
+      problems.push(`BOKEH_SECRET_KEY_FILE=${values.secretKeyFile} cannot be read (${(err as NodeJS.ErrnoException).code}). Point it at a readable file holding the key, or set BOKEH_SECRET_KEY.`);
+      return Buffer.alloc(0);
+    }
+  }
+  if (key === undefined) {
+    problems.push(`BOKEH_SECRET_KEY is not set; the gateway signs every Bokeh session with it. Set BOKEH_SECRET_KEY (the same value the bokeh service gets) or BOKEH_SECRET_KEY_FILE; ${KEY_HOWTO}.`);
+    return Buffer.alloc(0);
+  }
+  const problem = secretKeyProblem(where, key);
+  if (problem !== undefined) problems.push(problem);
+  return Buffer.from(key, 'utf8');
+}
+
+function readBasicUsers(values: Settings, problems: string[]): string[] {
+  const lines: string[] = [];
+  if (values.authBasicUsers !== undefined) lines.push(...values.authBasicUsers.split(/[,\n]/));
+  if (values.authBasicUsersFile !== undefined) {
+    try {
+      lines.push(...readFileSync(values.authBasicUsersFile, 'utf8').split('\n'));
+    } catch (err) {
+      problems.push(`AUTH_BASIC_USERS_FILE=${values.authBasicUsersFile} cannot be read (${(err as NodeJS.ErrnoException).code}). Point it at a readable htpasswd file, or list users in AUTH_BASIC_USERS.`);
+      return [];
+    }
+  }
+  const entries = lines.map((line) => line.trim()).filter((line) => line !== '' && !line.startsWith('#'));
+  if (values.authMode !== 'basic') return entries;
+  if (entries.length === 0) {
+    problems.push("AUTH_MODE=basic needs users. Set AUTH_BASIC_USERS to entries made with `htpasswd -nbB alice 'password'`, or AUTH_BASIC_USERS_FILE to an htpasswd file.");
+    return entries;
+  }
+  try {
+    parseBasicUsers(entries);
+  } catch (err) {
+    problems.push(`AUTH_BASIC_USERS/AUTH_BASIC_USERS_FILE: ${(err as Error).message}.`);
+  }
+  return entries;
+}
+
 /** Reads and validates every setting; throws one ConfigError listing every bad variable. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const problems: string[] = [];
   const values: Record<string, unknown> = {};
-  for (const [key, setting] of Object.entries(settings) as [keyof Config, Setting<unknown>][]) {
+  for (const [key, setting] of Object.entries(settings) as [keyof Settings, Setting<unknown>][]) {
     // An empty value (`LOG_LEVEL=` in a .env file) means "not set", as it does for the launcher.
     const given = env[setting.env];
     const raw = given === undefined || given.trim() === '' ? setting.default : given;
@@ -227,5 +407,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     }
   }
   if (problems.length > 0) throw new ConfigError(problems);
-  return values as unknown as Config;
+  const { secretKeyValue: _value, secretKeyFile: _file, authBasicUsers: _users, authBasicUsersFile: _usersFile, ...rest } = values as unknown as Settings;
+  const config: Config = { ...rest, secretKey: readSecretKey(values as unknown as Settings, problems), basicUsers: readBasicUsers(values as unknown as Settings, problems) };
+  if (config.requestTimeoutMs < config.headersTimeoutMs) {
+    problems.push(`REQUEST_TIMEOUT_MS=${config.requestTimeoutMs} is shorter than HEADERS_TIMEOUT_MS=${config.headersTimeoutMs}. Set REQUEST_TIMEOUT_MS to at least ${config.headersTimeoutMs}.`);
+  }
+  if (config.authMode === 'header' && config.trustProxy === false) {
+    problems.push(`AUTH_MODE=header believes ${config.authUserHeader} only from a trusted proxy, and TRUST_PROXY=false trusts none. Set TRUST_PROXY to your identity proxy (host name, address or network).`);
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  return config;
 }

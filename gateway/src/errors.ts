@@ -84,7 +84,7 @@ export function sendError(req: IncomingMessage, res: ServerResponse, error: Gate
  * that will not be completed (before the 101 the connection still speaks HTTP) or a request
  * Node's parser refused. Then closes the socket.
  */
-export function answerOnSocket(socket: Duplex, error: GatewayError): void {
+export function answerOnSocket(socket: Duplex, error: GatewayError, headers: Record<string, string> = {}): void {
   if (!socket.writable) {
     socket.destroy();
     return;
@@ -96,6 +96,9 @@ export function answerOnSocket(socket: Duplex, error: GatewayError): void {
       'Content-Type: application/json; charset=utf-8\r\n' +
       `Content-Length: ${Buffer.byteLength(body)}\r\n` +
       'Cache-Control: no-store\r\n' +
+      Object.entries(headers)
+        .map(([name, value]) => `${name}: ${value}\r\n`)
+        .join('') +
       '\r\n' +
       body,
   );

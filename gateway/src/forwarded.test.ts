@@ -16,7 +16,7 @@ describe('clientView', () => {
       compileTrust(false),
       origins,
     );
-    expect(view).toEqual({ ip: '203.0.113.9', proto: 'http', host: 'localhost:8000', origin: 'http://localhost:8000' });
+    expect(view).toEqual({ ip: '203.0.113.9', proto: 'http', host: 'localhost:8000', origin: 'http://localhost:8000', viaTrustedProxy: false });
   });
 
   test('from a trusted proxy, the forwarded scheme, host and client are used', () => {
@@ -25,7 +25,7 @@ describe('clientView', () => {
       compileTrust(['172.16.0.0/12']),
       origins,
     );
-    expect(view).toEqual({ ip: '198.51.100.7', proto: 'https', host: 'dash.example.com', origin: 'https://dash.example.com' });
+    expect(view).toEqual({ ip: '198.51.100.7', proto: 'https', host: 'dash.example.com', origin: 'https://dash.example.com', viaTrustedProxy: true });
   });
 
   test('a Host that is not a public origin falls back to the canonical origin', () => {

@@ -22,6 +22,8 @@ export interface ClientView {
   host: string;
   /** The public origin that pages and Bokeh URLs should use for this request. */
   origin: string;
+  /** Whether the peer is a trusted proxy, whose headers speak for the client. */
+  viaTrustedProxy: boolean;
 }
 
 /** Node reports IPv4 peers of a dual-stack socket as ::ffff:a.b.c.d. */
@@ -42,7 +44,11 @@ export class ProxyTrust {
   private lastLookup = 0;
   private pending: Promise<void> | undefined;
 
-  constructor(setting: Config['trustProxy']) {
+  /** Headers that only a proxy sends; a request carrying one may need fresh name lookups. */
+  private readonly proxyHeaders: string[];
+
+  constructor(setting: Config['trustProxy'], extraProxyHeaders: readonly string[] = []) {
+    this.proxyHeaders = ['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', ...extraProxyHeaders.map((name) => name.toLowerCase())];
     if (setting === false) {
       this.fixed = () => false;
       this.names = [];
@@ -62,8 +68,8 @@ export class ProxyTrust {
   async prepare(req: IncomingMessage): Promise<void> {
     if (this.names.length === 0) return;
     const peer = req.socket.remoteAddress ?? '';
-    const forwarded = req.headers['x-forwarded-for'] ?? req.headers['x-forwarded-proto'] ?? req.headers['x-forwarded-host'];
-    if (forwarded === undefined || this.trusts(peer, 0) || Date.now() - this.lastLookup < 1_000) return;
+    const forwarded = this.proxyHeaders.some((name) => req.headers[name] !== undefined);
+    if (!forwarded || this.trusts(peer, 0) || Date.now() - this.lastLookup < 1_000) return;
     this.pending ??= this.lookupNames().finally(() => {
       this.pending = undefined;
     });
@@ -94,7 +100,7 @@ export function clientView(req: IncomingMessage, trust: TrustFn, publicOrigins: 
   const proto = forwardedProto === 'https' || (forwardedProto === undefined && encrypted) ? 'https' : 'http';
   const host = (fromProxy ? firstValue(req.headers['x-forwarded-host']) : undefined) ?? req.headers.host ?? '';
 
-  return { ip: proxyAddr(req, trust), proto, host, origin: choosePublicOrigin(proto, host, publicOrigins) };
+  return { ip: proxyAddr(req, trust), proto, host, origin: choosePublicOrigin(proto, host, publicOrigins), viaTrustedProxy: fromProxy };
 }
 
 /**

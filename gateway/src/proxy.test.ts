@@ -29,7 +29,7 @@ afterAll(async () => {
 });
 
 async function gatewayFor(port: number): Promise<GatewayServer> {
-  const config = loadConfig({ PORT: '0', LISTEN_ADDRESS: '127.0.0.1', BOKEH_URL: `http://127.0.0.1:${port}`, UPSTREAM_TIMEOUT_MS: '1000', LOG_LEVEL: 'silent' });
+  const config = loadConfig({ PORT: '0', LISTEN_ADDRESS: '127.0.0.1', BOKEH_URL: `http://127.0.0.1:${port}`, UPSTREAM_TIMEOUT_MS: '1000', LOG_LEVEL: 'silent', BOKEH_SECRET_KEY: 'proxy-test-key_0123456789abcdefghijklmnop' });
   return startGateway(config, pino({ level: 'silent' }));
 }
 

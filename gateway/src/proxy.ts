@@ -1,14 +1,17 @@
 /**
- * HTTP reverse proxy for everything under the Bokeh prefix: autoload.js, static assets,
- * metadata, and whatever else Bokeh serves there, for every method. WebSocket upgrades are not
- * handled here but in websocket.ts, from the server's `upgrade` event.
+ * HTTP reverse proxy for the Bokeh routes that routes.ts lets through: static files, metadata,
+ * and the app pages and autoload.js, which get a signed session token on the way (sessions.ts).
+ * WebSocket upgrades are not handled here but in websocket.ts, from the server's `upgrade` event.
  */
 import { Agent, type AgentOptions, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { NextFunction, Request, Response } from 'express';
 import { createProxyMiddleware, proxyEventsPlugin, type RequestHandler } from 'http-proxy-middleware';
 import type { Logger } from 'pino';
 import type { Config } from './config.js';
 import { sendError, upstreamError } from './errors.js';
 import type { ClientView } from './forwarded.js';
+import { classifyBokehRequest } from './routes.js';
+import { startSession } from './sessions.js';
 
 /**
  * One keep-alive pool to Bokeh for the whole gateway: opening a TCP connection per request made
@@ -43,6 +46,46 @@ export function forwardedHeaders(req: IncomingMessage, view: ClientView): Record
   };
 }
 
+/** Whether a raw request path is the prefix or below it. */
+export function underPrefix(path: string, prefix: string): boolean {
+  return path === prefix || path.startsWith(`${prefix}/`);
+}
+
+/**
+ * Runs before the proxy: refuses what Bokeh must not see (routes.ts) and gives requests that
+ * create a session their signed token. `res.locals.user` is the signed-in user, set by the
+ * authentication step.
+ */
+/** Requests whose answer carries a visitor's session token. */
+const minted = new WeakSet<IncomingMessage>();
+
+export function bokehGate(config: Config, view: (req: IncomingMessage) => ClientView) {
+  return (req: Request, res: Response, next: NextFunction): void => {
+    // The raw target, not a parsed URL: parsing would resolve the "../" that must be refused.
+    const path = (req.url ?? '').split('?', 1)[0]!;
+    if (!underPrefix(path, config.bokehPrefix)) return next();
+    const result = classifyBokehRequest(req.method, path, config.bokehPrefix, config.apps);
+    if (!result.ok) {
+      if (result.headers) res.set(result.headers);
+      return sendError(req, res, result.error);
+    }
+    const { route } = result;
+    if (route.kind === 'websocket') {
+      res.set('Upgrade', 'websocket');
+      return sendError(req, res, { status: 426, code: 'UPGRADE_REQUIRED', message: 'This is a Bokeh WebSocket endpoint; connect to it with a WebSocket client.' });
+    }
+    if (route.kind === 'document' || route.kind === 'autoload') {
+      if (req.method === 'OPTIONS') return next();
+      const started = startSession(config, req, forwardedHeaders(req, view(req)), res.locals.user as string | undefined);
+      if (!started.ok) return sendError(req, res, started.error);
+      req.url = started.upstreamUrl;
+      delete req.headers['bokeh-session-id'];
+      minted.add(req);
+    }
+    next();
+  };
+}
+
 export function httpProxy(
   config: Config,
   agent: Agent,
@@ -53,7 +96,7 @@ export function httpProxy(
   return createProxyMiddleware<IncomingMessage, ServerResponse>({
     target: upstream,
     agent,
-    pathFilter: (path) => path === config.bokehPrefix || path.startsWith(`${config.bokehPrefix}/`),
+    pathFilter: (path) => underPrefix(path.split('?', 1)[0]!, config.bokehPrefix),
     // Bokeh is told the public host through X-Forwarded-Host; the Host header stays as the
     // browser sent it so that Bokeh's own absolute URLs (when it builds any) are public too.
     changeOrigin: false,
@@ -63,6 +106,10 @@ export function httpProxy(
     ejectPlugins: true,
     plugins: [proxyEventsPlugin],
     on: {
+      proxyRes: (proxyRes, req) => {
+        // The answer embeds this visitor's token: no cache may keep it or hand it to another.
+        if (minted.has(req)) proxyRes.headers['cache-control'] = 'no-store';
+      },
       proxyReq: (proxyReq, req) => {
         for (const [name, value] of Object.entries(forwardedHeaders(req, view(req)))) proxyReq.setHeader(name, value);
         // Our own timer rather than the proxy's proxyTimeout, which ends the request as a plain

@@ -9,22 +9,24 @@ import type { Duplex } from 'node:stream';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Logger } from 'pino';
 import { pinoHttp } from 'pino-http';
+import { createAuthenticator } from './auth.js';
 import type { Config } from './config.js';
 import { answerOnSocket, sendError } from './errors.js';
 import { clientView, ProxyTrust } from './forwarded.js';
 import { healthRouter } from './health.js';
 import { pagesRouter } from './pages.js';
-import { httpProxy, upstreamAgent } from './proxy.js';
+import { bokehGate, httpProxy, upstreamAgent } from './proxy.js';
 import { CLOSE, webSocketRelay } from './websocket.js';
 
 /**
- * Node's defaults, tightened: a client gets 20 s to send its headers and 60 s for the whole
- * request, and idle keep-alive connections stay open longer than the 60 s that load balancers
- * commonly use, so the balancer (not the gateway) closes them and never races a new request.
+ * Idle keep-alive connections stay open longer than the 60 s that load balancers commonly use,
+ * so the balancer (not the gateway) closes them and never races a new request.
  */
-const HEADERS_TIMEOUT_MS = 20_000;
-const REQUEST_TIMEOUT_MS = 60_000;
 const KEEP_ALIVE_TIMEOUT_MS = 65_000;
+/** How often Node looks for requests past HEADERS_TIMEOUT_MS / REQUEST_TIMEOUT_MS (default 30 s). */
+const TIMEOUT_CHECK_INTERVAL_MS = 1_000;
+/** A session token as it may appear in a logged URL. */
+const TOKEN_IN_URL = /(bokeh-token=)[^&]*/g;
 /**
  * Node allows 16 KB of request headers. Bokeh's session token travels in Sec-WebSocket-Protocol
  * and carries the page request's cookies and headers, so a browser's upgrade repeats the cookies
@@ -42,7 +44,8 @@ export interface GatewayServer {
 }
 
 export async function startGateway(config: Config, log: Logger): Promise<GatewayServer> {
-  const trust = new ProxyTrust(config.trustProxy);
+  const trust = new ProxyTrust(config.trustProxy, config.authMode === 'header' ? [config.authUserHeader] : []);
+  const auth = createAuthenticator(config);
   const viewCache = new WeakMap<IncomingMessage, ReturnType<typeof clientView>>();
   const view = (req: IncomingMessage) => {
     let cached = viewCache.get(req);
@@ -54,7 +57,7 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
   };
 
   const agent = upstreamAgent();
-  const relay = webSocketRelay(config, view, log);
+  const relay = webSocketRelay(config, view, auth, log);
   const app = express();
   app.disable('x-powered-by');
   app.set('query parser', 'simple');
@@ -68,13 +71,25 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
       autoLogging: { ignore: (req) => req.url === '/healthz' || req.url === '/readyz' },
       customProps: (req) => ({ ip: view(req).ip }),
       serializers: {
-        req: (req: { method: string; url: string }) => ({ method: req.method, url: req.url }),
+        // Tokens are credentials: keep them out of the logs.
+        req: (req: { method: string; url: string; originalUrl?: string }) => ({ method: req.method, url: (req.originalUrl ?? req.url).replace(TOKEN_IN_URL, '$1[redacted]') }),
         res: (res: { statusCode: number }) => ({ status: res.statusCode }),
       },
       customLogLevel: (_req, res, err) => (err || res.statusCode >= 500 ? 'warn' : 'info'),
     }),
   );
   app.use(healthRouter(config, agent, () => ({ openWebSockets: relay.openSessions })));
+  app.use((req: Request, res: Response, next: NextFunction) => {
+    auth.authenticate(req, view(req)).then((result) => {
+      if (result.ok) {
+        res.locals.user = result.user;
+        return next();
+      }
+      if (result.headers) res.set(result.headers);
+      sendError(req, res, result.error);
+    }, next);
+  });
+  app.use(bokehGate(config, view));
   app.use(httpProxy(config, agent, view, log));
   app.use(pagesRouter(config, view));
   app.use((req: Request, res: Response) => {
@@ -93,8 +108,9 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
   const server = createServer(
     {
       noDelay: true,
-      headersTimeout: HEADERS_TIMEOUT_MS,
-      requestTimeout: REQUEST_TIMEOUT_MS,
+      headersTimeout: config.headersTimeoutMs,
+      requestTimeout: config.requestTimeoutMs,
+      connectionsCheckingInterval: TIMEOUT_CHECK_INTERVAL_MS,
       keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
       maxHeaderSize: MAX_HEADER_BYTES,
     },

@@ -14,10 +14,13 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
+import type { Authenticator } from './auth.js';
 import type { Config } from './config.js';
 import { answerOnSocket, upstreamError, type GatewayError } from './errors.js';
 import type { ClientView } from './forwarded.js';
-import { forwardedHeaders } from './proxy.js';
+import { forwardedHeaders, underPrefix } from './proxy.js';
+import { classifyBokehRequest } from './routes.js';
+import { checkSocketToken } from './sessions.js';
 
 /** Close codes of our own, chosen from RFC 6455 and the IANA registry. */
 export const CLOSE = {
@@ -41,10 +44,6 @@ export interface WebSocketRelay {
   readonly openSessions: number;
 }
 
-function escapeRegExp(text: string): string {
-  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-}
-
 /** RFC 6455 section 4.2.1: what a valid opening handshake must carry. */
 function handshakeProblem(req: IncomingMessage): string | undefined {
   if (req.method !== 'GET') return `WebSocket handshakes use GET, not ${req.method}`;
@@ -53,6 +52,16 @@ function handshakeProblem(req: IncomingMessage): string | undefined {
   if (typeof key !== 'string' || !/^[+/0-9A-Za-z]{22}==$/.test(key)) return 'Sec-WebSocket-Key is missing or malformed';
   if (req.headers['sec-websocket-version'] !== '13') return 'Sec-WebSocket-Version must be 13';
   return undefined;
+}
+
+/** The Origin header as an origin ("https://host[:port]"), or undefined when it is not one. */
+function originOf(header: string): string | undefined {
+  try {
+    const url = new URL(header);
+    return url.origin === 'null' ? undefined : url.origin;
+  } catch {
+    return undefined;
+  }
 }
 
 function subprotocols(req: IncomingMessage): string[] {
@@ -73,8 +82,8 @@ function clampReason(reason: Buffer | string): string {
   return Buffer.byteLength(text) <= 123 ? text : Buffer.from(text).subarray(0, 120).toString().replace(/\uFFFD$/, '');
 }
 
-export function webSocketRelay(config: Config, view: (req: IncomingMessage) => ClientView, log: Logger): WebSocketRelay {
-  const wsPath = new RegExp(`^${escapeRegExp(config.bokehPrefix)}/([^/]+)/ws$`);
+export function webSocketRelay(config: Config, view: (req: IncomingMessage) => ClientView, auth: Authenticator, log: Logger): WebSocketRelay {
+  const allowedOrigins = new Set(config.publicOrigins.map((origin) => origin.origin));
   const sessions = new Set<{ client: WebSocket; upstream: WebSocket }>();
   let accepting = true;
 
@@ -109,6 +118,20 @@ export function webSocketRelay(config: Config, view: (req: IncomingMessage) => C
     pipe(client, upstream);
     pipe(upstream, client);
 
+    // A browser answers Bokeh's keep-alive pings, so silence means it is gone (or never was one).
+    if (config.wsIdleTimeoutMs > 0) {
+      const idle = setTimeout(() => {
+        log.info({ ...meta, idleMs: config.wsIdleTimeoutMs }, 'websocket idle, closing');
+        client.close(CLOSE.goingAway, `No traffic for ${Math.round(config.wsIdleTimeoutMs / 1000)} s; reload the page`);
+        upstream.close(CLOSE.goingAway, 'client idle');
+      }, config.wsIdleTimeoutMs);
+      const active = () => idle.refresh();
+      client.on('message', active);
+      client.on('pong', active);
+      client.on('ping', active);
+      client.once('close', () => clearTimeout(idle));
+    }
+
     upstream.on('close', (code, reason) => {
       if (client.readyState === WebSocket.OPEN) {
         const sent = relayCloseCode(code, CLOSE.bokehLost);
@@ -124,44 +147,54 @@ export function webSocketRelay(config: Config, view: (req: IncomingMessage) => C
     upstream.on('error', (err) => log.warn({ ...meta, err: err.message }, 'websocket bokeh error'));
   }
 
-  function refuse(socket: Duplex, error: GatewayError, meta: Record<string, unknown>): void {
+  function refuse(socket: Duplex, error: GatewayError, meta: Record<string, unknown>, headers?: Record<string, string>): void {
     log.info({ ...meta, status: error.status, error: error.code }, 'websocket refused');
-    answerOnSocket(socket, error);
+    answerOnSocket(socket, error, headers);
   }
 
   function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     // A reset from the client must never become an uncaught exception.
     socket.on('error', () => socket.destroy());
-    let url: URL;
-    try {
-      url = new URL(req.url ?? '', 'http://gateway.invalid');
-    } catch {
-      refuse(socket, { status: 400, code: 'BAD_REQUEST', message: 'The request target is not a valid URL.' }, {});
-      return;
-    }
+    // The raw target: a parsed URL would already have resolved "../" segments.
+    const [path = '', query] = (req.url ?? '').split(/\?(.*)/s, 2);
     const v = view(req);
-    const meta = { path: url.pathname, ip: v.ip };
-    const match = wsPath.exec(url.pathname);
-    if (!match) {
-      refuse(socket, { status: 404, code: 'NOT_FOUND', message: `WebSocket connections are served only at ${config.bokehPrefix}/<app>/ws.` }, meta);
-      return;
-    }
-    const app = match[1]!;
-    if (!config.apps.includes(app)) {
-      refuse(socket, { status: 404, code: 'UNKNOWN_APP', message: `There is no app named "${app}". Known apps: ${config.apps.join(', ')}.` }, meta);
-      return;
-    }
+    const meta = { path: path.slice(0, 200), ip: v.ip };
+    const notHere: GatewayError = { status: 404, code: 'NOT_FOUND', message: `WebSocket connections are served only at ${config.bokehPrefix}/<app>/ws.` };
+    if (!underPrefix(path, config.bokehPrefix)) return refuse(socket, notHere, meta);
+    const route = classifyBokehRequest('GET', path, config.bokehPrefix, config.apps);
+    if (!route.ok) return refuse(socket, route.error, meta);
+    if (route.route.kind !== 'websocket') return refuse(socket, notHere, meta);
+    const app = route.route.app;
+
     const problem = handshakeProblem(req);
     if (problem !== undefined) {
-      refuse(socket, { status: 400, code: 'BAD_HANDSHAKE', message: `Invalid WebSocket handshake: ${problem}.` }, meta);
-      return;
+      return refuse(socket, { status: 400, code: 'BAD_HANDSHAKE', message: `Invalid WebSocket handshake: ${problem}.` }, meta);
+    }
+    // Browsers always send Origin; other clients may leave it out (and could write any value).
+    const origin = req.headers.origin;
+    if (origin !== undefined && !allowedOrigins.has(originOf(origin) ?? '')) {
+      return refuse(
+        socket,
+        { status: 403, code: 'ORIGIN_NOT_ALLOWED', message: `WebSocket connections from ${origin.slice(0, 200)} are not allowed. If users open your pages there, add that origin to PUBLIC_ORIGINS.` },
+        meta,
+      );
     }
     if (!accepting) {
-      refuse(socket, { status: 503, code: 'SHUTTING_DOWN', message: 'The gateway is shutting down; reconnect in a moment.' }, meta);
-      return;
+      return refuse(socket, { status: 503, code: 'SHUTTING_DOWN', message: 'The gateway is shutting down; reconnect in a moment.' }, meta);
     }
+    auth.authenticate(req, v).then(
+      (result) => {
+        if (!result.ok) return refuse(socket, result.error, meta, result.headers);
+        const token = checkSocketToken(config, subprotocols(req), result.user);
+        if (!token.ok) return refuse(socket, token.error, meta);
+        connect(req, socket, head, v, `${path}${query === undefined ? '' : `?${query}`}`, { ...meta, app, user: result.user });
+      },
+      () => socket.destroy(),
+    );
+  }
 
-    const target = new URL(url.pathname + url.search, config.bokehUrl);
+  function connect(req: IncomingMessage, socket: Duplex, head: Buffer, v: ClientView, pathAndQuery: string, meta: Record<string, unknown>): void {
+    const target = new URL(pathAndQuery, config.bokehUrl);
     target.protocol = target.protocol === 'https:' ? 'wss:' : 'ws:';
     const headers: Record<string, string> = { ...forwardedHeaders(req, v) };
     delete headers.host;
@@ -223,7 +256,7 @@ export function webSocketRelay(config: Config, view: (req: IncomingMessage) => C
       }
       wss.handleUpgrade(req, socket, head, (client) => {
         relayed = true;
-        relay(client, upstream, { ...meta, app });
+        relay(client, upstream, meta);
       });
     });
   }

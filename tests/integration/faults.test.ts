@@ -3,7 +3,7 @@
  * and the gateway told to stop. The gateway must answer clearly, keep serving, and recover.
  */
 import { autoloadUrlFor, BokehClient, modelNamed, tokenFromAutoload } from '../support/bokeh-client.js';
-import { eventually, PREFIX, run, useStack } from '../support/stack.js';
+import { eventually, mintToken, PREFIX, run, useStack } from '../support/stack.js';
 
 const stack = useStack();
 
@@ -51,8 +51,8 @@ describe('Bokeh stopped, then back', () => {
     expect(await res.text()).toContain('The Bokeh server at http://bokeh:5006');
   });
 
-  test('a WebSocket upgrade gets an HTTP 503 answer', async () => {
-    await expect(BokehClient.connect(wsUrl('ping'), 'x.y', { origin: stack().url })).rejects.toThrow(/upgrade refused with HTTP 503/);
+  test('a WebSocket upgrade with a good token gets an HTTP 503 answer', async () => {
+    await expect(BokehClient.connect(wsUrl('ping'), mintToken(stack()), { origin: stack().url })).rejects.toThrow(/upgrade refused with HTTP 503/);
   });
 
   test('/readyz fails while /healthz passes; the gateway keeps serving its own pages', async () => {

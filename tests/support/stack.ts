@@ -4,12 +4,14 @@
  * public origins that match it, so stacks never collide with each other or with a user's own.
  */
 import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import getPort from 'get-port';
+import { generateSessionId, generateToken, type TokenOptions } from '../../gateway/src/tokens.js';
 import { autoloadSrc, BokehClient, tokenFromAutoload } from './bokeh-client.js';
 import { DockerComposeEnvironment, Wait, type StartedDockerComposeEnvironment, type StartedTestContainer } from 'testcontainers';
 
@@ -24,6 +26,11 @@ export interface Stack {
   url: string;
   /** Public origins the stack was configured with. */
   origins: string[];
+  /**
+   * The key that signs this stack's sessions: tests use it to make tokens the way a service
+   * sharing the key would (and to forge near-misses). Undefined when the keygen service made it.
+   */
+  secretKey: Buffer | undefined;
   /** The nginx layout's front, when the stack runs with the nginx profile. */
   nginx?: { https: string; http: string; ca: Buffer };
   compose: StartedDockerComposeEnvironment;
@@ -35,9 +42,15 @@ export interface StackOptions {
   /** Start the nginx profile: browser -> nginx -> gateway -> bokeh. */
   nginx?: boolean;
   environment?: Record<string, string>;
+  /**
+   * Give the stack a random BOKEH_SECRET_KEY (the default), or leave it unset so that the keygen
+   * service makes one, as a plain `docker compose up` does.
+   */
+  secretKey?: 'random' | 'generated';
 }
 
-export async function startStack({ nginx = false, environment = {} }: StackOptions = {}): Promise<Stack> {
+export async function startStack({ nginx = false, environment = {}, secretKey = 'random' }: StackOptions = {}): Promise<Stack> {
+  const key = secretKey === 'random' ? randomBytes(33).toString('base64url') : undefined;
   const port = await getPort({ host: '127.0.0.1' });
   const ports = nginx ? { http: await getPort({ host: '127.0.0.1' }), https: await getPort({ host: '127.0.0.1' }) } : undefined;
   const origins = [
@@ -45,7 +58,7 @@ export async function startStack({ nginx = false, environment = {} }: StackOptio
     `http://127.0.0.1:${port}`,
     `http://localhost:${port}`,
   ];
-  let environmentForCompose: Record<string, string> = { GATEWAY_PORT: String(port), PUBLIC_ORIGINS: origins.join(','), ...environment };
+  let environmentForCompose: Record<string, string> = { GATEWAY_PORT: String(port), PUBLIC_ORIGINS: origins.join(','), ...(key ? { BOKEH_SECRET_KEY: key } : {}), ...environment };
   if (ports) {
     // Loopback only: tests never open ports on the machine's network interfaces.
     environmentForCompose = { NGINX_BIND: '127.0.0.1', NGINX_HTTP_PORT: String(ports.http), NGINX_HTTPS_PORT: String(ports.https), ...environmentForCompose };
@@ -53,6 +66,8 @@ export async function startStack({ nginx = false, environment = {} }: StackOptio
   let composer = new DockerComposeEnvironment(REPO_ROOT, COMPOSE_FILE)
     .withEnvironment(environmentForCompose)
     .withDefaultWaitStrategy(Wait.forHealthCheck())
+    // keygen runs once and exits; the services wait for it to finish.
+    .withWaitStrategy('keygen-1', Wait.forOneShotStartup())
     .withStartupTimeout(180_000);
   if (nginx) composer = composer.withProfiles('nginx');
   const compose = await composer.up();
@@ -66,6 +81,7 @@ export async function startStack({ nginx = false, environment = {} }: StackOptio
   return {
     url: `http://127.0.0.1:${port}`,
     origins,
+    secretKey: key === undefined ? undefined : Buffer.from(key),
     ...(front ? { nginx: front } : {}),
     compose,
     container,
@@ -134,6 +150,16 @@ export function useStack(options: StackOptions = {}): () => Stack {
     if (!stack) throw new Error('the stack is not up: useStack() must be called at the top of a test file');
     return stack;
   };
+}
+
+/**
+ * A session token signed with the stack's key, as another service holding the key would make
+ * it (or, with `now` in the past, one that has expired).
+ */
+export function mintToken(stack: Stack, options: Omit<TokenOptions, 'secretKey'> & { sessionId?: string } = {}): string {
+  if (!stack.secretKey) throw new Error('this stack generated its own key; start it with secretKey: "random" to mint tokens');
+  const { sessionId = generateSessionId(stack.secretKey), ...rest } = options;
+  return generateToken(sessionId, { secretKey: stack.secretKey, ...rest });
 }
 
 /** Polls `probe` until it returns true or the time is up. */

@@ -1,9 +1,11 @@
 """A sine wave shaped by sliders: every change is computed on the server."""
 
+from html import escape
+
 import numpy as np
 from bokeh.io import curdoc
 from bokeh.layouts import column, row
-from bokeh.models import ColumnDataSource, Slider, TextInput
+from bokeh.models import ColumnDataSource, Div, Slider, TextInput
 from bokeh.plotting import figure
 
 X = np.linspace(0, 4 * np.pi, 200)
@@ -52,6 +54,12 @@ arguments = curdoc().session_context.request.arguments if curdoc().session_conte
 if arguments.get("title"):
     title.value = arguments["title"][0].decode("utf-8", "replace")[:200]
 
-controls = column(title, amplitude, frequency, phase, offset, width=300)
+# The gateway signs what it knows about the request into the session token; the signed-in user
+# (when the gateway authenticates) is the field apps most often want.
+payload = curdoc().session_context.token_payload if curdoc().session_context else {}
+user = payload.get("user")
+viewer = Div(text=f"Signed in as <b>{escape(user)}</b>" if user else "Not signed in", name="viewer")
+
+controls = column(viewer, title, amplitude, frequency, phase, offset, width=300)
 curdoc().add_root(row(controls, plot, sizing_mode="stretch_width"))
 curdoc().title = "Sliders"
