@@ -70,6 +70,12 @@ export function bokehGate(config: Config, view: (req: IncomingMessage) => Client
       return sendError(req, res, result.error);
     }
     const { route } = result;
+    // Bokeh's routes read no bodies; one here is a mistake or an attempt to tie up a connection.
+    const length = req.headers['content-length'];
+    if ((length !== undefined && length !== '0') || req.headers['transfer-encoding'] !== undefined) {
+      res.set('Connection', 'close');
+      return sendError(req, res, { status: 413, code: 'BODY_NOT_ALLOWED', message: 'Bokeh routes take no request body; send the request without one.' });
+    }
     if (route.kind === 'websocket') {
       res.set('Upgrade', 'websocket');
       return sendError(req, res, { status: 426, code: 'UPGRADE_REQUIRED', message: 'This is a Bokeh WebSocket endpoint; connect to it with a WebSocket client.' });

@@ -132,7 +132,9 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
       socket,
       err.code === 'HPE_HEADER_OVERFLOW'
         ? { status: 431, code: 'HEADERS_TOO_LARGE', message: `The request headers exceed ${MAX_HEADER_BYTES / 1024} KB; clear this site's cookies and reload.` }
-        : { status: 400, code: 'BAD_REQUEST', message: 'The request is not valid HTTP.' },
+        : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+          ? { status: 408, code: 'REQUEST_TIMEOUT', message: `The request did not arrive within ${config.headersTimeoutMs / 1000} s (headers) or ${config.requestTimeoutMs / 1000} s (whole request).` }
+          : { status: 400, code: 'BAD_REQUEST', message: 'The request is not valid HTTP.' },
     );
   });
 
