@@ -21,9 +21,9 @@ import functools
 import os
 import re
 import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
 from urllib.parse import urlsplit
 
 APPS_DIR = Path(__file__).resolve().parent / "apps"

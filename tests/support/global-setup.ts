@@ -25,6 +25,7 @@ export default async function globalSetup(): Promise<void> {
     throw new Error(
       `building the images failed:\n${stdout ?? ''}\n${stderr ?? ''}\n` +
         'Is the Docker engine running, and can it pull the base images (or are PYTHON_IMAGE and NODE_IMAGE set to local ones)?',
+      { cause: err },
     );
   }
   process.stdout.write(`[integration] images built in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
