@@ -9,6 +9,8 @@ Settings (an empty value counts as unset, except for BOKEH_PREFIX where it means
   BOKEH_ALLOW_WS_ORIGIN  Bokeh's own host[:port] list; when set it replaces PUBLIC_ORIGINS
   BOKEH_NODELAY          true/false (default true): TCP_NODELAY on Bokeh's WebSockets
   BOKEH_LOG_LEVEL        trace, debug, info, warning, error or critical (default info)
+  BOKEH_DEV              true/false (default false): restart Bokeh whenever a file under apps/ changes,
+                         so a new session runs the edited app (dev mode, compose.dev.yml)
 
 Arguments given to this script are appended to `bokeh serve`, e.g. `--num-procs 2`.
 If the first argument is not an option it is run as a command instead (a shell, the tests).
@@ -20,7 +22,10 @@ from __future__ import annotations
 import functools
 import os
 import re
+import signal
+import subprocess
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +37,10 @@ DEFAULT_PORT = 5006
 DEFAULT_PREFIX = "/bokeh"
 DEFAULT_PUBLIC_ORIGINS = "http://localhost:8000,http://127.0.0.1:8000,https://localhost:8443,https://127.0.0.1:8443"
 LOG_LEVELS = ("trace", "debug", "info", "warning", "error", "critical")
+# How often dev mode looks for changed app files. Polling, not inotify: file events do not cross
+# every bind mount (Docker Desktop's file sharing, network file systems), and half a second is quick
+# next to Bokeh's own start-up.
+DEV_POLL_SECONDS = 0.5
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 TRUE_WORDS = ("1", "true", "yes", "on")
@@ -61,6 +70,7 @@ class Config:
     ws_origins_from: str = "PUBLIC_ORIGINS"
     nodelay: bool = True
     log_level: str = "info"
+    dev: bool = False
     # Environment changes to make before Bokeh reads its own settings (None removes the variable).
     env_updates: Mapping[str, str | None] = field(default_factory=dict)
 
@@ -209,6 +219,7 @@ def load_config(environ: Mapping[str, str]) -> Config:
     prefix = parse_prefix(None if raw_prefix is None else raw_prefix.strip())
     nodelay = parse_bool("BOKEH_NODELAY", _get(environ, "BOKEH_NODELAY"), True)
     log_level = parse_log_level(_get(environ, "BOKEH_LOG_LEVEL"))
+    dev = parse_bool("BOKEH_DEV", _get(environ, "BOKEH_DEV"), False)
 
     env_updates: dict[str, str | None] = {}
     override = _get(environ, "BOKEH_ALLOW_WS_ORIGIN")
@@ -218,7 +229,7 @@ def load_config(environ: Mapping[str, str]) -> Config:
         env_updates["BOKEH_ALLOW_WS_ORIGIN"] = ",".join(entries)
         return Config(port=port, prefix=prefix, ws_origin_args=(), ws_origins=entries,
                       ws_origins_from="BOKEH_ALLOW_WS_ORIGIN", nodelay=nodelay,
-                      log_level=log_level, env_updates=env_updates)
+                      log_level=log_level, dev=dev, env_updates=env_updates)
     if "BOKEH_ALLOW_WS_ORIGIN" in environ:
         # Set but blank (a common compose pass-through): Bokeh would take it as a list
         # holding one empty host and refuse every browser.
@@ -226,7 +237,7 @@ def load_config(environ: Mapping[str, str]) -> Config:
     hosts = parse_public_origins(_get(environ, "PUBLIC_ORIGINS"))
     return Config(port=port, prefix=prefix, ws_origin_args=hosts, ws_origins=hosts,
                   ws_origins_from="PUBLIC_ORIGINS", nodelay=nodelay, log_level=log_level,
-                  env_updates=env_updates)
+                  dev=dev, env_updates=env_updates)
 
 
 def find_apps(apps_dir: Path = APPS_DIR) -> list[Path]:
@@ -264,6 +275,7 @@ def describe(config: Config, apps: Sequence[Path], extra_args: Sequence[str] = (
             f"apps={','.join(a.name for a in apps)} "
             f"ws_origins={','.join(config.ws_origins)} (from {config.ws_origins_from}) "
             f"nodelay={'on' if config.nodelay else 'off'} log_level={config.log_level}"
+            + (" dev=on" if config.dev else "")
             + (f" extra={','.join(options)}" if options else ""))
 
 
@@ -289,6 +301,61 @@ def install_nodelay() -> None:
     WSHandler.open = open_with_nodelay  # type: ignore[method-assign]
 
 
+def app_files(apps_dir: Path = APPS_DIR) -> dict[Path, int]:
+    """Every file under the apps folder with its modification time, to notice edits, new and deleted files."""
+    files: dict[Path, int] = {}
+    for path in apps_dir.rglob("*"):
+        if "__pycache__" in path.parts or path.name.startswith("."):
+            continue
+        try:
+            if path.is_file():
+                files[path] = path.stat().st_mtime_ns
+        except OSError:
+            continue  # deleted while we looked
+    return files
+
+
+def run_dev(extra: Sequence[str]) -> None:
+    """Dev mode: run Bokeh as a child process and start it again whenever an app file changes.
+
+    Bokeh's own --dev reloads a single app only, and Bokeh reads an app's code once at start, so
+    the launcher watches the whole apps folder and restarts the server: the next session runs the
+    edited code. Sessions open at the restart are closed, as with Bokeh's --dev.
+    """
+    child: subprocess.Popen[bytes] | None = None
+
+    def start() -> subprocess.Popen[bytes]:
+        return subprocess.Popen([sys.executable, str(Path(__file__).resolve()), *extra],
+                                env={**os.environ, "BOKEH_DEV": "false"})
+
+    def stop(signum: int, _frame: object) -> None:
+        if child is not None and child.poll() is None:
+            child.send_signal(signum)
+            child.wait()
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    seen = app_files()
+    child = start()
+    while True:
+        time.sleep(DEV_POLL_SECONDS)
+        current = app_files()
+        if current == seen:
+            continue
+        changed = sorted(str(p.relative_to(APPS_DIR)) for p in set(current) ^ set(seen)
+                         | {p for p in current if p in seen and current[p] != seen[p]})
+        print(f"serve: dev mode: {', '.join(changed)} changed; restarting Bokeh", file=sys.stderr, flush=True)
+        seen = current
+        child.terminate()
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+        child = start()
+
+
 def main(args: Sequence[str] | None = None) -> None:
     extra = list(sys.argv[1:] if args is None else args)
     if extra and not extra[0].startswith("-"):
@@ -312,6 +379,9 @@ def main(args: Sequence[str] | None = None) -> None:
             os.environ[name] = value
 
     print(describe(config, apps, extra), file=sys.stderr, flush=True)
+    if config.dev:
+        run_dev(extra)
+        return
     if config.nodelay:
         install_nodelay()
 

@@ -21,7 +21,7 @@ else:
     raise RuntimeError("serve.py not found next to tests/ or in /app")
 sys.path.insert(0, str(SERVE_DIR))
 
-from serve import ConfigError, build_argv, describe, find_apps, load_config  # noqa: E402
+from serve import ConfigError, app_files, build_argv, describe, find_apps, load_config  # noqa: E402
 
 APPS = [Path("/app/apps/ping"), Path("/app/apps/sliders")]
 
@@ -250,6 +250,35 @@ class Passthrough(unittest.TestCase):
         self.assertIn("nodelay=off", line)
         self.assertIn("ws_origins=localhost:8000,127.0.0.1:8000,localhost:8443,127.0.0.1:8443 (from PUBLIC_ORIGINS)", line)
         self.assertNotIn("\n", line)
+
+
+class DevMode(unittest.TestCase):
+    def test_off_by_default_and_named_in_the_log_line_when_on(self):
+        self.assertFalse(load_config({}).dev)
+        self.assertNotIn("dev=on", describe(load_config({}), APPS))
+        config = load_config({"BOKEH_DEV": "true"})
+        self.assertTrue(config.dev)
+        self.assertIn("dev=on", describe(config, APPS))
+
+    def test_bad_value(self):
+        with self.assertRaises(ConfigError) as caught:
+            load_config({"BOKEH_DEV": "sometimes"})
+        self.assertEqual(str(caught.exception),
+                         'BOKEH_DEV must be true or false (got "sometimes"); set BOKEH_DEV=false')
+
+    def test_app_files_see_edits_new_and_deleted_files_but_not_bytecode(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp)
+            (root / "app" / "__pycache__").mkdir(parents=True)
+            main = root / "app" / "main.py"
+            main.write_text("x = 1\n")
+            (root / "app" / "__pycache__" / "main.cpython-313.pyc").write_bytes(b"")
+            before = app_files(root)
+            self.assertEqual(set(before), {main})
+            os.utime(main, ns=(before[main] + 1_000_000, before[main] + 1_000_000))
+            self.assertNotEqual(app_files(root), before)
+            (root / "app" / "theme.yaml").write_text("")
+            self.assertEqual(len(app_files(root)), 2)
 
 
 class FindApps(unittest.TestCase):
