@@ -18,12 +18,7 @@ describe('loadConfig', () => {
     expect(config.bokehUrl.origin).toBe('http://bokeh:5006');
     expect(config.bokehPrefix).toBe('/bokeh');
     expect(config.apps).toEqual(['sliders', 'stream', 'ping']);
-    expect(config.publicOrigins.map((origin) => origin.origin)).toEqual([
-      'http://localhost:8000',
-      'http://127.0.0.1:8000',
-      'https://localhost:8443',
-      'https://127.0.0.1:8443',
-    ]);
+    expect(config.publicOrigins.map((origin) => origin.origin)).toEqual(['http://localhost:8000', 'http://127.0.0.1:8000', 'https://localhost:8443', 'https://127.0.0.1:8443']);
     expect(config.trustProxy).toBe(false);
     expect(config.wsMaxMessageBytes).toBe(20 * 1024 * 1024);
   });

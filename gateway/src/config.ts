@@ -73,12 +73,7 @@ const origin = httpUrl.superRefine((url, ctx) => {
 const list = <T>(item: z.ZodType<T, string>) =>
   z
     .string()
-    .transform((value) =>
-      value
-        .split(',')
-        .map((part) => part.trim())
-        .filter(Boolean),
-    )
+    .transform((value) => value.split(',').map((part) => part.trim()).filter(Boolean))
     .pipe(z.array(item).min(1, 'must list at least one value'));
 
 /** Express's named address ranges for `trust proxy`. */
@@ -98,10 +93,7 @@ const trustProxy = z
       return z.NEVER;
     }
     if (/^\d+$/.test(value)) return Number(value);
-    const entries = value
-      .split(',')
-      .map((part) => part.trim())
-      .filter(Boolean);
+    const entries = value.split(',').map((part) => part.trim()).filter(Boolean);
     for (const entry of entries) {
       const address = /^[0-9a-fA-F.:]+(\/\d{1,3})?$/.test(entry);
       const hostName = /^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$/.test(entry);
@@ -138,7 +130,7 @@ const settings = {
   bokehPrefix: {
     env: 'BOKEH_PREFIX',
     default: '/bokeh',
-    doc: "Path prefix of every Bokeh route; must equal the Bokeh server's --prefix.",
+    doc: 'Path prefix of every Bokeh route; must equal the Bokeh server\'s --prefix.',
     fix: 'a path such as BOKEH_PREFIX=/bokeh (leading slash, no trailing slash), the same value the bokeh service gets',
     schema: z
       .string()
@@ -193,26 +185,23 @@ const settings = {
   shutdownTimeoutMs: {
     env: 'SHUTDOWN_TIMEOUT_MS',
     default: '10000',
-    doc: "On SIGTERM, how long open requests may finish before the gateway exits anyway. Keep it under the orchestrator's kill timeout (compose: 10 s by default).",
+    doc: 'On SIGTERM, how long open requests may finish before the gateway exits anyway. Keep it under the orchestrator\'s kill timeout (compose: 10 s by default).',
     fix: 'milliseconds between 0 and 120000',
     schema: integer(0, 120_000),
   },
   wsMaxMessageBytes: {
     env: 'WS_MAX_MESSAGE_BYTES',
     default: '20971520',
-    doc: "Largest WebSocket message relayed in either direction; larger ones close the socket with 1009. Default matches Bokeh's 20 MiB.",
-    fix: "bytes between 1024 and 1073741824, at most Bokeh's --websocket-max-message-size",
+    doc: 'Largest WebSocket message relayed in either direction; larger ones close the socket with 1009. Default matches Bokeh\'s 20 MiB.',
+    fix: 'bytes between 1024 and 1073741824, at most Bokeh\'s --websocket-max-message-size',
     schema: integer(1024, 1 << 30),
   },
 } satisfies { [K in keyof Config]: Setting<Config[K]> };
 
 /** The settings table, for documentation and for tests that keep .env.example honest. */
-export const SETTINGS: ReadonlyArray<Readonly<Omit<Setting<unknown>, 'schema'>>> = Object.values(settings).map(({ env, default: fallback, doc, fix }) => ({
-  env,
-  default: fallback,
-  doc,
-  fix,
-}));
+export const SETTINGS: ReadonlyArray<Readonly<Omit<Setting<unknown>, 'schema'>>> = Object.values(settings).map(
+  ({ env, default: fallback, doc, fix }) => ({ env, default: fallback, doc, fix }),
+);
 
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';

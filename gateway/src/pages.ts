@@ -17,14 +17,12 @@ export function appTitle(name: string): string {
 
 export function pagesRouter(config: Config, view: (req: Request) => ClientView): Router {
   const router = Router();
-  const nav = (current?: string): Array<[string, string, boolean]> => config.apps.map((app) => [`/apps/${app}`, appTitle(app), app === current]);
+  const nav = (current?: string): Array<[string, string, boolean]> =>
+    config.apps.map((app) => [`/apps/${app}`, appTitle(app), app === current]);
 
   const appList = (): string =>
     `<ul class="apps">\n${config.apps
-      .map(
-        (app) =>
-          `  <li><a href="/apps/${escapeHtml(app)}"><strong>${escapeHtml(appTitle(app))}</strong><br><code>${escapeHtml(appPath(config.bokehPrefix, app))}</code></a></li>`,
-      )
+      .map((app) => `  <li><a href="/apps/${escapeHtml(app)}"><strong>${escapeHtml(appTitle(app))}</strong><br><code>${escapeHtml(appPath(config.bokehPrefix, app))}</code></a></li>`)
       .join('\n')}\n</ul>`;
 
   router.get('/', (_req: Request, res: Response) => {
@@ -42,7 +40,12 @@ ${appList()}`,
   router.get('/apps/:name', (req: Request<{ name: string }>, res: Response) => {
     const app = req.params.name;
     if (!config.apps.includes(app)) {
-      sendError(req, res, { status: 404, code: 'UNKNOWN_APP', message: `There is no app named "${app}". Known apps: ${config.apps.join(', ')}.` }, appList());
+      sendError(
+        req,
+        res,
+        { status: 404, code: 'UNKNOWN_APP', message: `There is no app named "${app}". Known apps: ${config.apps.join(', ')}.` },
+        appList(),
+      );
       return;
     }
     const args = Object.entries(req.query).flatMap(([name, value]) =>

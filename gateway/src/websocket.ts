@@ -56,10 +56,7 @@ function handshakeProblem(req: IncomingMessage): string | undefined {
 }
 
 function subprotocols(req: IncomingMessage): string[] {
-  return (req.headers['sec-websocket-protocol'] ?? '')
-    .split(',')
-    .map((item) => item.trim())
-    .filter(Boolean);
+  return (req.headers['sec-websocket-protocol'] ?? '').split(',').map((item) => item.trim()).filter(Boolean);
 }
 
 /** Codes 1005, 1006 and 1015 describe a close but may never be sent; map them to sendable ones. */
@@ -73,12 +70,7 @@ export function relayCloseCode(code: number, lost: number): number | undefined {
 /** A close reason is at most 123 bytes on the wire. */
 function clampReason(reason: Buffer | string): string {
   const text = reason.toString();
-  return Buffer.byteLength(text) <= 123
-    ? text
-    : Buffer.from(text)
-        .subarray(0, 120)
-        .toString()
-        .replace(/\uFFFD$/, '');
+  return Buffer.byteLength(text) <= 123 ? text : Buffer.from(text).subarray(0, 120).toString().replace(/\uFFFD$/, '');
 }
 
 export function webSocketRelay(config: Config, view: (req: IncomingMessage) => ClientView, log: Logger): WebSocketRelay {
@@ -212,14 +204,7 @@ export function webSocketRelay(config: Config, view: (req: IncomingMessage) => C
         if (body.length < 2048) body += chunk;
       });
       res.on('end', () => {
-        const detail =
-          body
-            .replace(/<[^>]*>/g, ' ')
-            .replace(/\s+/g, ' ')
-            .trim()
-            .slice(0, 300) ||
-          res.statusMessage ||
-          '';
+        const detail = body.replace(/<[^>]*>/g, ' ').replace(/\s+/g, ' ').trim().slice(0, 300) || res.statusMessage || '';
         const status = res.statusCode ?? 502;
         refuse(socket, { status, code: 'BOKEH_REFUSED', message: `The Bokeh server refused the WebSocket (${status}${detail ? `: ${detail}` : ''}).` }, meta);
         upstream.terminate();

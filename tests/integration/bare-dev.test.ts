@@ -118,7 +118,9 @@ describe("Bokeh's WebSocket protocol through the gateway", () => {
       expect(client.socket.protocol).toBe('bokeh');
 
       client.setProperty(frequency.id, 'value', 3.5);
-      const patch = await client.next((msg) => msg.header.msgtype === 'PATCH-DOC' && JSON.stringify(msg.content).includes(source.id));
+      const patch = await client.next(
+        (msg) => msg.header.msgtype === 'PATCH-DOC' && JSON.stringify(msg.content).includes(source.id),
+      );
       expect(patch.content.events?.length).toBeGreaterThan(0);
     } finally {
       await client.close();
@@ -192,14 +194,7 @@ describe('health', () => {
     expect((await fetch(`${stack().url}/healthz`)).status).toBe(200);
     const ready = await fetch(`${stack().url}/readyz`);
     expect(ready.status).toBe(200);
-    expect(await ready.json()).toMatchObject({
-      status: 'ready',
-      apps: [
-        { app: 'sliders', ok: true },
-        { app: 'stream', ok: true },
-        { app: 'ping', ok: true },
-      ],
-    });
+    expect(await ready.json()).toMatchObject({ status: 'ready', apps: [{ app: 'sliders', ok: true }, { app: 'stream', ok: true }, { app: 'ping', ok: true }] });
   });
 });
 
@@ -238,9 +233,7 @@ describe('only the gateway faces the host', () => {
 test('documents carry the models a user would see', async () => {
   const { client, doc } = await connectApp('sliders');
   try {
-    const names = models(doc)
-      .map((model) => model.attributes?.name)
-      .filter(Boolean);
+    const names = models(doc).map((model) => model.attributes?.name).filter(Boolean);
     expect(names).toEqual(expect.arrayContaining(['amplitude', 'frequency', 'phase', 'offset', 'source']));
   } finally {
     await client.close();
