@@ -13,6 +13,8 @@ Settings (an empty value counts as unset, except for BOKEH_PREFIX where it means
                          Bokeh then runs with --session-ids external-signed, so only holders of the
                          key (the gateway) can start sessions
   BOKEH_SECRET_KEY_FILE  file holding the key, read when BOKEH_SECRET_KEY is not set
+  BOKEH_DEV              true/false (default false): restart Bokeh whenever a file under apps/ changes,
+                         so a new session runs the edited app (dev mode, compose.dev.yml)
 
 Arguments given to this script are appended to `bokeh serve`, e.g. `--num-procs 2`.
 If the first argument is not an option it is run as a command instead (a shell, the tests).
@@ -24,10 +26,13 @@ from __future__ import annotations
 import functools
 import os
 import re
+import signal
+import subprocess
 import sys
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
 from urllib.parse import urlsplit
 
 APPS_DIR = Path(__file__).resolve().parent / "apps"
@@ -36,6 +41,10 @@ DEFAULT_PORT = 5006
 DEFAULT_PREFIX = "/bokeh"
 DEFAULT_PUBLIC_ORIGINS = "http://localhost:8000,http://127.0.0.1:8000,https://localhost:8443,https://127.0.0.1:8443"
 LOG_LEVELS = ("trace", "debug", "info", "warning", "error", "critical")
+# How often dev mode looks for changed app files. Polling, not inotify: file events do not cross
+# every bind mount (Docker Desktop's file sharing, network file systems), and half a second is quick
+# next to Bokeh's own start-up.
+DEV_POLL_SECONDS = 0.5
 DEFAULT_PORTS = {"http": 80, "https": 443}
 # HMAC-SHA256 wants a key at least as long as its 32-byte output; Bokeh's own generator makes 44.
 MIN_SECRET_KEY_CHARS = 32
@@ -69,6 +78,7 @@ class Config:
     nodelay: bool = True
     log_level: str = "info"
     secret_key_from: str = "BOKEH_SECRET_KEY"
+    dev: bool = False
     # Environment changes to make before Bokeh reads its own settings (None removes the variable).
     env_updates: Mapping[str, str | None] = field(default_factory=dict)
 
@@ -247,6 +257,7 @@ def load_config(environ: Mapping[str, str]) -> Config:
     nodelay = parse_bool("BOKEH_NODELAY", _get(environ, "BOKEH_NODELAY"), True)
     log_level = parse_log_level(_get(environ, "BOKEH_LOG_LEVEL"))
     secret_key, secret_key_from = load_secret_key(environ)
+    dev = parse_bool("BOKEH_DEV", _get(environ, "BOKEH_DEV"), False)
 
     # Bokeh reads the key and the signing switch from its own environment variables.
     env_updates: dict[str, str | None] = {"BOKEH_SECRET_KEY": secret_key, "BOKEH_SIGN_SESSIONS": "true"}
@@ -257,7 +268,8 @@ def load_config(environ: Mapping[str, str]) -> Config:
         env_updates["BOKEH_ALLOW_WS_ORIGIN"] = ",".join(entries)
         return Config(port=port, prefix=prefix, ws_origin_args=(), ws_origins=entries,
                       ws_origins_from="BOKEH_ALLOW_WS_ORIGIN", nodelay=nodelay,
-                      log_level=log_level, secret_key_from=secret_key_from, env_updates=env_updates)
+                      log_level=log_level, secret_key_from=secret_key_from, dev=dev,
+                      env_updates=env_updates)
     if "BOKEH_ALLOW_WS_ORIGIN" in environ:
         # Set but blank (a common compose pass-through): Bokeh would take it as a list
         # holding one empty host and refuse every browser.
@@ -265,7 +277,7 @@ def load_config(environ: Mapping[str, str]) -> Config:
     hosts = parse_public_origins(_get(environ, "PUBLIC_ORIGINS"))
     return Config(port=port, prefix=prefix, ws_origin_args=hosts, ws_origins=hosts,
                   ws_origins_from="PUBLIC_ORIGINS", nodelay=nodelay, log_level=log_level,
-                  secret_key_from=secret_key_from, env_updates=env_updates)
+                  secret_key_from=secret_key_from, dev=dev, env_updates=env_updates)
 
 
 def find_apps(apps_dir: Path = APPS_DIR) -> list[Path]:
@@ -307,6 +319,7 @@ def describe(config: Config, apps: Sequence[Path], extra_args: Sequence[str] = (
             f"ws_origins={','.join(config.ws_origins)} (from {config.ws_origins_from}) "
             f"nodelay={'on' if config.nodelay else 'off'} log_level={config.log_level} "
             f"sessions=external-signed (key from {config.secret_key_from})"
+            + (" dev=on" if config.dev else "")
             + (f" extra={','.join(options)}" if options else ""))
 
 
@@ -332,6 +345,61 @@ def install_nodelay() -> None:
     WSHandler.open = open_with_nodelay  # type: ignore[method-assign]
 
 
+def app_files(apps_dir: Path = APPS_DIR) -> dict[Path, int]:
+    """Every file under the apps folder with its modification time, to notice edits, new and deleted files."""
+    files: dict[Path, int] = {}
+    for path in apps_dir.rglob("*"):
+        if "__pycache__" in path.parts or path.name.startswith("."):
+            continue
+        try:
+            if path.is_file():
+                files[path] = path.stat().st_mtime_ns
+        except OSError:
+            continue  # deleted while we looked
+    return files
+
+
+def run_dev(extra: Sequence[str]) -> None:
+    """Dev mode: run Bokeh as a child process and start it again whenever an app file changes.
+
+    Bokeh's own --dev reloads a single app only, and Bokeh reads an app's code once at start, so
+    the launcher watches the whole apps folder and restarts the server: the next session runs the
+    edited code. Sessions open at the restart are closed, as with Bokeh's --dev.
+    """
+    child: subprocess.Popen[bytes] | None = None
+
+    def start() -> subprocess.Popen[bytes]:
+        return subprocess.Popen([sys.executable, str(Path(__file__).resolve()), *extra],
+                                env={**os.environ, "BOKEH_DEV": "false"})
+
+    def stop(signum: int, _frame: object) -> None:
+        if child is not None and child.poll() is None:
+            child.send_signal(signum)
+            child.wait()
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    seen = app_files()
+    child = start()
+    while True:
+        time.sleep(DEV_POLL_SECONDS)
+        current = app_files()
+        if current == seen:
+            continue
+        changed = sorted(str(p.relative_to(APPS_DIR)) for p in set(current) ^ set(seen)
+                         | {p for p in current if p in seen and current[p] != seen[p]})
+        print(f"serve: dev mode: {', '.join(changed)} changed; restarting Bokeh", file=sys.stderr, flush=True)
+        seen = current
+        child.terminate()
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+        child = start()
+
+
 def main(args: Sequence[str] | None = None) -> None:
     extra = list(sys.argv[1:] if args is None else args)
     if extra and not extra[0].startswith("-"):
@@ -355,6 +423,9 @@ def main(args: Sequence[str] | None = None) -> None:
             os.environ[name] = value
 
     print(describe(config, apps, extra), file=sys.stderr, flush=True)
+    if config.dev:
+        run_dev(extra)
+        return
     if config.nodelay:
         install_nodelay()
 

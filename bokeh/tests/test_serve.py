@@ -21,8 +21,7 @@ else:
     raise RuntimeError("serve.py not found next to tests/ or in /app")
 sys.path.insert(0, str(SERVE_DIR))
 
-import serve  # noqa: E402
-from serve import ConfigError, build_argv, describe, find_apps  # noqa: E402
+from serve import ConfigError, app_files, build_argv, describe, find_apps  # noqa: E402
 from serve import load_config as load_config_from  # noqa: E402
 
 APPS = [Path("/app/apps/ping"), Path("/app/apps/sliders")]
@@ -303,6 +302,35 @@ class Passthrough(unittest.TestCase):
         self.assertNotIn("\n", line)
 
 
+class DevMode(unittest.TestCase):
+    def test_off_by_default_and_named_in_the_log_line_when_on(self):
+        self.assertFalse(load_config({}).dev)
+        self.assertNotIn("dev=on", describe(load_config({}), APPS))
+        config = load_config({"BOKEH_DEV": "true"})
+        self.assertTrue(config.dev)
+        self.assertIn("dev=on", describe(config, APPS))
+
+    def test_bad_value(self):
+        with self.assertRaises(ConfigError) as caught:
+            load_config({"BOKEH_DEV": "sometimes"})
+        self.assertEqual(str(caught.exception),
+                         'BOKEH_DEV must be true or false (got "sometimes"); set BOKEH_DEV=false')
+
+    def test_app_files_see_edits_new_and_deleted_files_but_not_bytecode(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp)
+            (root / "app" / "__pycache__").mkdir(parents=True)
+            main = root / "app" / "main.py"
+            main.write_text("x = 1\n")
+            (root / "app" / "__pycache__" / "main.cpython-313.pyc").write_bytes(b"")
+            before = app_files(root)
+            self.assertEqual(set(before), {main})
+            os.utime(main, ns=(before[main] + 1_000_000, before[main] + 1_000_000))
+            self.assertNotEqual(app_files(root), before)
+            (root / "app" / "theme.yaml").write_text("")
+            self.assertEqual(len(app_files(root)), 2)
+
+
 class FindApps(unittest.TestCase):
     def test_only_app_folders_sorted(self):
         with tempfile.TemporaryDirectory() as tmp:
@@ -327,7 +355,7 @@ class Launcher(unittest.TestCase):
         full_env = {k: v for k, v in os.environ.items() if not k.startswith(("BOKEH_", "PUBLIC_"))}
         full_env.update(env)
         return subprocess.run([sys.executable, str(SERVE_DIR / "serve.py"), *args], env=full_env,
-                              capture_output=True, text=True, timeout=30)
+                              capture_output=True, text=True, timeout=30, check=False)
 
     def test_bad_setting_exits_2_with_one_line(self):
         result = self.run_serve(BOKEH_PREFIX="bokeh", BOKEH_SECRET_KEY=KEY)
@@ -345,7 +373,7 @@ class Launcher(unittest.TestCase):
         code = f"import sys; sys.path.insert(0, {str(SERVE_DIR)!r}); import serve; " \
                "print('bokeh' in sys.modules)"
         result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                                timeout=30)
+                                timeout=30, check=False)
         self.assertEqual(result.stdout.strip(), "False", result.stderr)
 
 

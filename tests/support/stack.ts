@@ -17,6 +17,8 @@ import { DockerComposeEnvironment, Wait, type StartedDockerComposeEnvironment, t
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 export const COMPOSE_FILE = 'docker-compose.yml';
+/** The dev-mode override, used on top of COMPOSE_FILE. */
+export const DEV_COMPOSE_FILE = 'compose.dev.yml';
 export const PREFIX = '/bokeh';
 
 export const run = promisify(execFile);
@@ -41,6 +43,8 @@ export interface Stack {
 export interface StackOptions {
   /** Start the nginx profile: browser -> nginx -> gateway -> bokeh. */
   nginx?: boolean;
+  /** Compose files, in order (default: COMPOSE_FILE alone). */
+  composeFiles?: string[];
   environment?: Record<string, string>;
   /**
    * Give the stack a random BOKEH_SECRET_KEY (the default), or leave it unset so that the keygen
@@ -49,7 +53,7 @@ export interface StackOptions {
   secretKey?: 'random' | 'generated';
 }
 
-export async function startStack({ nginx = false, environment = {}, secretKey = 'random' }: StackOptions = {}): Promise<Stack> {
+export async function startStack({ nginx = false, composeFiles = [COMPOSE_FILE], environment = {}, secretKey = 'random' }: StackOptions = {}): Promise<Stack> {
   const key = secretKey === 'random' ? randomBytes(33).toString('base64url') : undefined;
   const port = await getPort({ host: '127.0.0.1' });
   const ports = nginx ? { http: await getPort({ host: '127.0.0.1' }), https: await getPort({ host: '127.0.0.1' }) } : undefined;
@@ -63,7 +67,7 @@ export async function startStack({ nginx = false, environment = {}, secretKey = 
     // Loopback only: tests never open ports on the machine's network interfaces.
     environmentForCompose = { NGINX_BIND: '127.0.0.1', NGINX_HTTP_PORT: String(ports.http), NGINX_HTTPS_PORT: String(ports.https), ...environmentForCompose };
   }
-  let composer = new DockerComposeEnvironment(REPO_ROOT, COMPOSE_FILE)
+  let composer = new DockerComposeEnvironment(REPO_ROOT, composeFiles)
     .withEnvironment(environmentForCompose)
     .withDefaultWaitStrategy(Wait.forHealthCheck())
     // keygen runs once and exits; the services wait for it to finish.
