@@ -99,6 +99,7 @@ function trustedHeader(config: Config): Authenticator {
       }
       const value = req.headers[name];
       const user = typeof value === 'string' ? value.trim() : undefined;
+      // eslint-disable-next-line no-control-regex -- control characters are what this refuses
       if (!user || user.length > 256 || /[\x00-\x1f]/.test(user)) {
         return { ok: false, error: { status: 401, code: 'UNAUTHENTICATED', message: `The identity proxy did not name a user in ${config.authUserHeader}.` } };
       }

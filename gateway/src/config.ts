@@ -305,6 +305,7 @@ const settings = {
     default: 'Bokeh apps',
     doc: 'For AUTH_MODE=basic: the realm browsers show in their sign-in prompt.',
     fix: 'a short text without double quotes',
+    // eslint-disable-next-line no-control-regex -- control characters are what this refuses
     schema: z.string().trim().min(1, 'must not be empty').max(100, 'must be at most 100 characters').regex(/^[^"\\\x00-\x1f]+$/, 'must not contain quotes, backslashes or control characters'),
   },
   authUserHeader: {

@@ -40,6 +40,7 @@ function segmentProblem(raw: string): string | undefined {
   }
   if (decoded === '.' || decoded === '..') return 'dot segments ("." and "..")';
   if (/[/\\]/.test(decoded)) return 'encoded slashes or backslashes';
+  // eslint-disable-next-line no-control-regex -- control characters are what this refuses
   if (/[\x00-\x1f\x7f]/.test(decoded)) return 'control characters';
   if (decoded.includes('%')) return 'double percent-encoding';
   return undefined;
