@@ -59,7 +59,7 @@ export function pagesRouter(config: Config, view: (req: Request) => ClientView):
     `<ul class="apps">\n${config.apps
       .map(
         (app) =>
-          `  <li><a href="/apps/${escapeHtml(app)}"><strong>${escapeHtml(appTitle(app))}</strong><span class="muted">Open the app</span><code>${escapeHtml(appPath(config.bokehPrefix, app))}</code></a></li>`,
+          `  <li><a href="/apps/${escapeHtml(app)}"><strong>${escapeHtml(appTitle(app))}</strong><span class="muted">page <code>/apps/${escapeHtml(app)}</code></span><span class="muted">Bokeh app <code>${escapeHtml(appPath(config.bokehPrefix, app))}</code></span></a></li>`,
       )
       .join('\n')}\n</ul>`;
 
