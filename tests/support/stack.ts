@@ -35,15 +35,18 @@ export interface StackOptions {
   /** Start the nginx profile: browser -> nginx -> gateway -> bokeh. */
   nginx?: boolean;
   environment?: Record<string, string>;
+  /** More origins for PUBLIC_ORIGINS, after the stack's own: pages elsewhere that embed its apps. */
+  extraOrigins?: string[];
 }
 
-export async function startStack({ nginx = false, environment = {} }: StackOptions = {}): Promise<Stack> {
+export async function startStack({ nginx = false, environment = {}, extraOrigins = [] }: StackOptions = {}): Promise<Stack> {
   const port = await getPort({ host: '127.0.0.1' });
   const ports = nginx ? { http: await getPort({ host: '127.0.0.1' }), https: await getPort({ host: '127.0.0.1' }) } : undefined;
   const origins = [
     ...(ports ? [`https://127.0.0.1:${ports.https}`, `https://localhost:${ports.https}`] : []),
     `http://127.0.0.1:${port}`,
     `http://localhost:${port}`,
+    ...extraOrigins,
   ];
   let environmentForCompose: Record<string, string> = { GATEWAY_PORT: String(port), PUBLIC_ORIGINS: origins.join(','), ...environment };
   if (ports) {
