@@ -17,13 +17,13 @@ import {
   connectionState,
   drawnPixels,
   launchChromium,
+  loadPage,
   missingBrowser,
   modelsPresent,
   modelValue,
   openApp,
   screenshot,
   waitForColumn,
-  watchProblems,
   type AppPage,
 } from '../support/browser.js';
 import { eventually, request, useStack } from '../support/stack.js';
@@ -83,9 +83,7 @@ async function sliderRoundTrip(page: Page): Promise<void> {
  */
 function appPagesIn(layout: string, origin: () => string, context: () => BrowserContext): void {
   test('the index lists every app, and loads without errors', async () => {
-    const page = await context().newPage();
-    const problems = watchProblems(page);
-    await page.goto(`${origin()}/`);
+    const { page, problems } = await loadPage(context(), `${origin()}/`);
     for (const name of ['Sliders', 'Stream', 'Ping']) {
       await expect(page.locator('main').getByRole('link', { name: new RegExp(`^${name}`) }).isVisible()).resolves.toBe(true);
     }
@@ -209,10 +207,9 @@ describeInBrowser('bare-dev in a browser: browser -> gateway -> bokeh', () => {
     const snippet = await page.locator('.how pre code').innerText();
     const site = await serveSnippet(snippet, SITE_PORT);
     try {
-      const user = await context.newPage();
-      const problems = watchProblems(user);
-      await user.goto(`${site.origin}/report`);
-      await user.waitForFunction(() => (window as unknown as { Bokeh?: { documents: Array<{ get_model_by_name(name: string): unknown }> } }).Bokeh?.documents[0]?.get_model_by_name('source') != null, null, { timeout: 20_000 });
+      const { page: user, problems } = await loadPage(context, `${site.origin}/report`, async (page) => {
+        await page.waitForFunction(() => (window as unknown as { Bokeh?: { documents: Array<{ get_model_by_name(name: string): unknown }> } }).Bokeh?.documents[0]?.get_model_by_name('source') != null, null, { timeout: 20_000 });
+      });
       expect(await user.getByRole('heading', { level: 1 }).innerText()).toBe('Sliders');
       await sliderRoundTrip(user);
       await screenshot(user, 'bare-dev-snippet');

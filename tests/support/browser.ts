@@ -60,18 +60,58 @@ export function watchProblems(page: Page): string[] {
   return problems;
 }
 
-export interface AppPage {
+export interface LoadedPage {
   page: Page;
+  /** What went wrong on the page so far, and from here on (see watchProblems). */
   problems: string[];
+}
+export type AppPage = LoadedPage;
+
+/**
+ * Chromium cancels requests in flight when a network interface comes or goes, with
+ * net::ERR_NETWORK_CHANGED, even for loopback. Docker adds and removes an interface whenever any
+ * container on the machine starts or stops, so on a shared machine a page load can fail for a
+ * reason that has nothing to do with the page. Such a load is repeated, a bounded number of times.
+ */
+const NETWORK_CHANGED = 'ERR_NETWORK_CHANGED';
+const LOAD_ATTEMPTS = 3;
+
+/**
+ * Opens `url` in a new tab of `context` and waits for `ready`. Returns the page and its problems,
+ * from a load the machine's network did not disturb.
+ */
+export async function loadPage(context: BrowserContext, url: string, ready: (page: Page, problems: string[]) => Promise<void> = async () => {}): Promise<LoadedPage> {
+  for (let attempt = 1; ; attempt++) {
+    const page = await context.newPage();
+    const problems = watchProblems(page);
+    let failure: unknown;
+    try {
+      await page.goto(url);
+      await ready(page, problems);
+    } catch (err) {
+      failure = err;
+    }
+    const disturbed = problems.some((problem) => problem.includes(NETWORK_CHANGED)) || String(failure).includes(NETWORK_CHANGED);
+    if (!disturbed || attempt === LOAD_ATTEMPTS) {
+      if (failure !== undefined) throw failure;
+      return { page, problems };
+    }
+    process.stdout.write(`[browser] ${url}: loading again, the machine's network changed during the load (${NETWORK_CHANGED})\n`);
+    await page.close();
+  }
 }
 
 /** Opens an app page in a new tab and waits until the page itself says the app is connected. */
-export async function openApp(context: BrowserContext, url: string): Promise<AppPage> {
-  const page = await context.newPage();
-  const problems = watchProblems(page);
-  await page.goto(url);
-  await page.locator('[data-connection="connected"]').waitFor({ timeout: 20_000 });
-  return { page, problems };
+export function openApp(context: BrowserContext, url: string): Promise<AppPage> {
+  return loadPage(context, url, async (page, problems) => {
+    try {
+      await page.locator('[data-connection="connected"]').waitFor({ timeout: 20_000 });
+    } catch (err) {
+      const state = await connectionState(page).catch(() => undefined);
+      await screenshot(page, `failed-${new URL(url).pathname.replace(/\W+/g, '-')}`).catch(() => undefined);
+      throw new Error(`${url} did not get to "Connected": the page shows ${JSON.stringify(state)}; problems: ${JSON.stringify(problems)}; ${String(err)}`);
+    }
+  });
 }
 
 /** The page's connection state as shown: the data-connection value, the role and the text. */
