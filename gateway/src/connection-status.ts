@@ -19,7 +19,7 @@ import type { Request, Response } from 'express';
 /** Where pages load the script from. */
 export const CONNECTION_STATUS_PATH = '/assets/connection-status.js';
 
-/** Without a Bokeh document after this long, the app did not load (BokehJS logs why). */
+/** Without a Bokeh document after this long, the page says the app did not load (BokehJS logs why). */
 export const LOAD_TIMEOUT_MS = 20_000;
 
 /** The states a page shows, with the ARIA role each one takes: a loss interrupts, the rest do not. */
@@ -79,27 +79,25 @@ const SCRIPT = `"use strict";
   function watch(app) {
     var status = app.querySelector("[data-connection]");
     if (!status) return;
-    var found = false;
+    var observer = new MutationObserver(check);
+    // On a slow network the app may still arrive after this; the observer keeps watching for it.
+    var timer = setTimeout(function () { show(status, "failed"); }, LOAD_TIMEOUT_MS);
+    function stop() {
+      observer.disconnect();
+      clearTimeout(timer);
+    }
     function check() {
-      if (found) return;
       if (app.querySelector(".bk-embed-error")) {
-        done();
+        stop();
         show(status, "failed");
         return;
       }
       var doc = documentIn(app);
       if (!doc) return;
-      done();
+      stop();
       show(status, "connected");
       doc.on_event("connection_lost", function () { show(status, "lost"); });
       doc.on_event("client_reconnected", function () { show(status, "connected"); });
-    }
-    var observer = new MutationObserver(check);
-    var timer = setTimeout(function () { done(); show(status, "failed"); }, LOAD_TIMEOUT_MS);
-    function done() {
-      found = true;
-      observer.disconnect();
-      clearTimeout(timer);
     }
     observer.observe(app, { childList: true, subtree: true });
     check();

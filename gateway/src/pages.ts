@@ -109,7 +109,7 @@ ${embedScript({ origin, prefix: config.bokehPrefix, app, args })}
 </section>
 <section class="how" aria-labelledby="how-title">
 <h2 id="how-title">How this page embeds Bokeh</h2>
-<p>The page holds one <code>&lt;script&gt;</code> element. It loads <code>${escapeHtml(appPath(config.bokehPrefix, app))}/autoload.js</code> from this gateway, which brings BokehJS, opens the app's WebSocket through the same address and renders the app where the element stands, just as Bokeh's <code>server_document()</code> does. The state above the app follows that WebSocket. In an Express app of your own:</p>
+<p>The page holds one <code>&lt;script&gt;</code> element. It loads <code>${escapeHtml(appPath(config.bokehPrefix, app))}/autoload.js</code> from this gateway, which brings BokehJS, opens the app's WebSocket through the same address and renders the app where the element stands, just as Bokeh's <code>server_document()</code> does. The state next to the title follows that WebSocket. In an Express app of your own:</p>
 <pre><code>${escapeHtml(expressSnippet(origin, config.bokehPrefix, app))}</code></pre>
 </section>`,
       }),
