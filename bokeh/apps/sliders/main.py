@@ -52,6 +52,7 @@ arguments = curdoc().session_context.request.arguments if curdoc().session_conte
 if arguments.get("title"):
     title.value = arguments["title"][0].decode("utf-8", "replace")[:200]
 
-controls = column(title, amplitude, frequency, phase, offset, width=300)
+# Widgets are 300 px wide plus a 5 px margin on each side.
+controls = column(title, amplitude, frequency, phase, offset, width=320)
 curdoc().add_root(row(controls, plot, sizing_mode="stretch_width"))
 curdoc().title = "Sliders"
