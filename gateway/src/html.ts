@@ -20,12 +20,22 @@ const STYLE = `
   h1 { font-size: 1.6rem; margin: 0 0 .5rem; }
   .muted { color: var(--muted); }
   ul.apps { list-style: none; padding: 0; display: grid; gap: 1rem; grid-template-columns: repeat(auto-fill, minmax(240px, 1fr)); }
-  ul.apps li a { display: block; padding: 1rem; border: 1px solid var(--line); border-radius: 8px; background: var(--card); color: var(--fg); text-decoration: none; }
+  ul.apps li a { display: flex; flex-direction: column; gap: .25rem; padding: 1rem; border: 1px solid var(--line); border-radius: 8px; background: var(--card); color: var(--fg); text-decoration: none; }
   ul.apps li a:hover { border-color: var(--accent); }
   ul.apps code { color: var(--muted); }
   .error { padding: .75rem 1rem; border-left: 4px solid #d73a49; background: var(--card); }
   .bk-embed-error { padding: .75rem 1rem; border-left: 4px solid #d73a49; background: var(--card); }
-  .embed { margin: 1rem 0; padding: 1rem; border: 1px solid var(--line); border-radius: 8px; }
+  .embed { margin: 1rem 0; padding: 1rem; border: 1px solid var(--line); border-radius: 8px; overflow-x: auto; }
+  .app-head { display: flex; align-items: baseline; justify-content: space-between; gap: 1rem; flex-wrap: wrap; }
+  .app-head h1 { margin: 0; }
+  .connection { display: inline-flex; align-items: center; gap: .5rem; margin: 0; padding: .25rem .75rem; border: 1px solid var(--line); border-radius: 999px; font-size: .9rem; }
+  .connection .dot { width: .6rem; height: .6rem; border-radius: 50%; background: var(--muted); }
+  .connection[data-connection="connected"] .dot { background: #2da44e; }
+  .connection[data-connection="lost"], .connection[data-connection="failed"] { border-color: #d73a49; }
+  .connection[data-connection="lost"] .dot, .connection[data-connection="failed"] .dot { background: #d73a49; }
+  .connection button { font: inherit; padding: .1rem .6rem; border: 1px solid var(--line); border-radius: 4px; background: var(--card); color: var(--fg); cursor: pointer; }
+  .how { margin-top: 2rem; }
+  .how h2 { font-size: 1.15rem; margin: 0 0 .5rem; }
   pre { overflow-x: auto; padding: 1rem; background: var(--card); border-radius: 8px; font-size: .85rem; }
 `;
 
@@ -34,18 +44,25 @@ export interface PageParts {
   body: string;
   /** Navigation entries: [href, label, current]. */
   nav?: Array<[string, string, boolean]>;
+  /** Same-origin script URLs, run after the body is parsed (no inline code beyond the embed scripts). */
+  scripts?: string[];
 }
 
-export function page({ title, body, nav = [] }: PageParts): string {
+/** A drawn icon, so browsers do not ask for /favicon.ico and log a 404 on every page. */
+const ICON = `data:image/svg+xml,${encodeURIComponent('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect width="16" height="16" rx="3" fill="#1f6feb"/><path d="M3 12 6 7l3 3 4-6" fill="none" stroke="#fff" stroke-width="1.8"/></svg>')}`;
+
+export function page({ title, body, nav = [], scripts = [] }: PageParts): string {
   const links = nav
     .map(([href, label, current]) => `<a href="${escapeHtml(href)}"${current ? ' aria-current="page"' : ''}>${escapeHtml(label)}</a>`)
     .join('\n      ');
+  const tail = scripts.map((src) => `\n  <script src="${escapeHtml(src)}"></script>`).join('');
   return `<!doctype html>
 <html lang="en">
 <head>
   <meta charset="utf-8">
   <meta name="viewport" content="width=device-width, initial-scale=1">
   <title>${escapeHtml(title)}</title>
+  <link rel="icon" href="${escapeHtml(ICON)}">
   <style>${STYLE}</style>
 </head>
 <body>
@@ -57,7 +74,7 @@ export function page({ title, body, nav = [] }: PageParts): string {
   </header>
   <main>
 ${body}
-  </main>
+  </main>${tail}
 </body>
 </html>
 `;

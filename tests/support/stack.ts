@@ -51,9 +51,11 @@ export interface StackOptions {
    * service makes one, as a plain `docker compose up` does.
    */
   secretKey?: 'random' | 'generated';
+  /** More origins for PUBLIC_ORIGINS, after the stack's own: pages elsewhere that embed its apps. */
+  extraOrigins?: string[];
 }
 
-export async function startStack({ nginx = false, composeFiles = [COMPOSE_FILE], environment = {}, secretKey = 'random' }: StackOptions = {}): Promise<Stack> {
+export async function startStack({ nginx = false, composeFiles = [COMPOSE_FILE], environment = {}, secretKey = 'random', extraOrigins = [] }: StackOptions = {}): Promise<Stack> {
   const key = secretKey === 'random' ? randomBytes(33).toString('base64url') : undefined;
   const port = await getPort({ host: '127.0.0.1' });
   const ports = nginx ? { http: await getPort({ host: '127.0.0.1' }), https: await getPort({ host: '127.0.0.1' }) } : undefined;
@@ -61,6 +63,7 @@ export async function startStack({ nginx = false, composeFiles = [COMPOSE_FILE],
     ...(ports ? [`https://127.0.0.1:${ports.https}`, `https://localhost:${ports.https}`] : []),
     `http://127.0.0.1:${port}`,
     `http://localhost:${port}`,
+    ...extraOrigins,
   ];
   let environmentForCompose: Record<string, string> = { GATEWAY_PORT: String(port), PUBLIC_ORIGINS: origins.join(','), ...(key ? { BOKEH_SECRET_KEY: key } : {}), ...environment };
   if (ports) {

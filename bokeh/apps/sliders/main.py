@@ -60,6 +60,7 @@ payload = curdoc().session_context.token_payload if curdoc().session_context els
 user = payload.get("user")
 viewer = Div(text=f"Signed in as <b>{escape(user)}</b>" if user else "Not signed in", name="viewer")
 
-controls = column(viewer, title, amplitude, frequency, phase, offset, width=300)
+# Widgets are 300 px wide plus a 5 px margin on each side.
+controls = column(viewer, title, amplitude, frequency, phase, offset, width=320)
 curdoc().add_root(row(controls, plot, sizing_mode="stretch_width"))
 curdoc().title = "Sliders"
