@@ -13,7 +13,20 @@ export default {
   // Two cores: the integration suite runs one stack at a time.
   maxWorkers: 1,
   // JUnit XML for CI (test-results/ is uploaded as an artifact), beside the usual console report.
-  reporters: ['default', ['jest-junit', { outputDirectory: 'test-results', outputName: 'junit.xml', suiteNameTemplate: '{filepath}', classNameTemplate: '{classname}', titleTemplate: '{title}', addFileAttribute: 'true' }]],
+  reporters: [
+    'default',
+    [
+      'jest-junit',
+      {
+        outputDirectory: 'test-results',
+        outputName: 'junit.xml',
+        suiteNameTemplate: '{filepath}',
+        classNameTemplate: '{classname}',
+        titleTemplate: '{title}',
+        addFileAttribute: 'true',
+      },
+    ],
+  ],
   projects: [
     {
       displayName: 'unit',

@@ -43,8 +43,7 @@ def main(argv: list[str]) -> int:
         print(f"keygen: {error}; delete {path} to have a new key made", file=sys.stderr)
         return 2
     except OSError as error:
-        print(f"keygen: cannot write {path} ({error.strerror}); mount a writable volume there",
-              file=sys.stderr)
+        print(f"keygen: cannot write {path} ({error.strerror}); mount a writable volume there", file=sys.stderr)
         return 2
     print(f"keygen: {'wrote a new' if created else 'kept the existing'} session signing key in {path}")
     return 0

@@ -94,8 +94,7 @@ def parse_port(value: str | None) -> int:
     if value is None:
         return DEFAULT_PORT
     if not value.isdigit() or not 1 <= int(value) <= 65535:
-        raise _bad("BOKEH_PORT", value, "must be a whole number from 1 to 65535",
-                   f"set BOKEH_PORT={DEFAULT_PORT}")
+        raise _bad("BOKEH_PORT", value, "must be a whole number from 1 to 65535", f"set BOKEH_PORT={DEFAULT_PORT}")
     return int(value)
 
 
@@ -113,9 +112,12 @@ def parse_prefix(value: str | None) -> str:
         raise _bad("BOKEH_PREFIX", value, 'must not end with "/"', fix)
     parts = value[1:].split("/")
     if any(part in ("", ".", "..") or not PREFIX_SEGMENT.fullmatch(part) for part in parts):
-        raise _bad("BOKEH_PREFIX", value,
-                   "must be a plain URL path of letters, digits and - _ . ~ between single slashes",
-                   f"set BOKEH_PREFIX={DEFAULT_PREFIX}")
+        raise _bad(
+            "BOKEH_PREFIX",
+            value,
+            "must be a plain URL path of letters, digits and - _ . ~ between single slashes",
+            f"set BOKEH_PREFIX={DEFAULT_PREFIX}",
+        )
     return value
 
 
@@ -129,8 +131,9 @@ def origin_to_ws_host(origin: str) -> str:
     """
     name = "PUBLIC_ORIGINS"
     if "://" not in origin:
-        raise _bad(name, origin, "entries must look like scheme://host[:port]",
-                   f"set {name}=http://{origin.strip('/')}")
+        raise _bad(
+            name, origin, "entries must look like scheme://host[:port]", f"set {name}=http://{origin.strip('/')}"
+        )
     scheme_part, rest = origin.split("://", 1)
     scheme = scheme_part.lower()
     netloc = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
@@ -139,22 +142,30 @@ def origin_to_ws_host(origin: str) -> str:
         raise _bad(name, origin, "entries must use http or https", f"set {name}={guess}://{netloc}")
     parts = urlsplit(f"{scheme}://{rest}")
     if parts.path or parts.query or parts.fragment or origin.endswith(("?", "#")):
-        raise _bad(name, origin, "entries must have no path, query or fragment",
-                   f"set {name}={scheme}://{parts.netloc}")
+        raise _bad(
+            name, origin, "entries must have no path, query or fragment", f"set {name}={scheme}://{parts.netloc}"
+        )
     if "@" in parts.netloc:
-        raise _bad(name, origin, "entries must not contain user info",
-                   f"set {name}={scheme}://{parts.netloc.rsplit('@', 1)[1]}")
+        raise _bad(
+            name,
+            origin,
+            "entries must not contain user info",
+            f"set {name}={scheme}://{parts.netloc.rsplit('@', 1)[1]}",
+        )
     if parts.netloc.startswith("["):
-        raise _bad(name, origin, "cannot hold IPv6 addresses; Bokeh's origin list does not take them",
-                   f"set BOKEH_ALLOW_WS_ORIGIN={parts.netloc} instead")
+        raise _bad(
+            name,
+            origin,
+            "cannot hold IPv6 addresses; Bokeh's origin list does not take them",
+            f"set BOKEH_ALLOW_WS_ORIGIN={parts.netloc} instead",
+        )
     try:
         port = parts.port
     except ValueError:
         port = -1
     host = parts.hostname or ""
     if port in (-1, 0) or parts.netloc.endswith(":"):
-        raise _bad(name, origin, "entries need a port from 1 to 65535 after the host",
-                   f"set {name}={scheme}://{host}")
+        raise _bad(name, origin, "entries need a port from 1 to 65535 after the host", f"set {name}={scheme}://{host}")
     if not HOST_NAME.fullmatch(host):
         if "*" in host:
             fix = "list each origin, or set BOKEH_ALLOW_WS_ORIGIN for wildcard patterns"
@@ -194,8 +205,12 @@ def parse_allow_ws_origin(value: str) -> tuple[str, ...]:
                 fix = "set BOKEH_ALLOW_WS_ORIGIN=localhost:8000"
             raise _bad("BOKEH_ALLOW_WS_ORIGIN", entry, "entries are host[:port], not URLs", fix)
     if not entries:
-        raise _bad("BOKEH_ALLOW_WS_ORIGIN", value, "must list at least one host[:port]",
-                   "set BOKEH_ALLOW_WS_ORIGIN=localhost:8000")
+        raise _bad(
+            "BOKEH_ALLOW_WS_ORIGIN",
+            value,
+            "must list at least one host[:port]",
+            "set BOKEH_ALLOW_WS_ORIGIN=localhost:8000",
+        )
     return tuple(entries)
 
 
@@ -215,19 +230,18 @@ def parse_log_level(value: str | None) -> str:
         return "info"
     level = value.lower()
     if level not in LOG_LEVELS:
-        raise _bad("BOKEH_LOG_LEVEL", value, f"must be one of {', '.join(LOG_LEVELS)}",
-                   "set BOKEH_LOG_LEVEL=info")
+        raise _bad("BOKEH_LOG_LEVEL", value, f"must be one of {', '.join(LOG_LEVELS)}", "set BOKEH_LOG_LEVEL=info")
     return level
 
 
 def check_secret_key(name: str, key: str) -> str:
     """Refuse keys that are short or obviously not random; the message never shows the key."""
     if len(key) < MIN_SECRET_KEY_CHARS:
-        raise ConfigError(f"{name} is too short ({len(key)} characters, need at least "
-                          f"{MIN_SECRET_KEY_CHARS}); {KEY_HOWTO}")
+        raise ConfigError(
+            f"{name} is too short ({len(key)} characters, need at least {MIN_SECRET_KEY_CHARS}); {KEY_HOWTO}"
+        )
     if len(set(key)) < 8:
-        raise ConfigError(f"{name} is not random enough (it repeats {len(set(key))} characters); "
-                          f"{KEY_HOWTO}")
+        raise ConfigError(f"{name} is not random enough (it repeats {len(set(key))} characters); {KEY_HOWTO}")
     return key
 
 
@@ -238,14 +252,18 @@ def load_secret_key(environ: Mapping[str, str]) -> tuple[str, str]:
         return check_secret_key("BOKEH_SECRET_KEY", key), "BOKEH_SECRET_KEY"
     path = _get(environ, "BOKEH_SECRET_KEY_FILE")
     if path is None:
-        raise ConfigError("BOKEH_SECRET_KEY is not set; Bokeh only serves sessions signed with a "
-                          "secret key. Set BOKEH_SECRET_KEY (the same value the gateway gets) or "
-                          f"BOKEH_SECRET_KEY_FILE; {KEY_HOWTO}")
+        raise ConfigError(
+            "BOKEH_SECRET_KEY is not set; Bokeh only serves sessions signed with a "
+            "secret key. Set BOKEH_SECRET_KEY (the same value the gateway gets) or "
+            f"BOKEH_SECRET_KEY_FILE; {KEY_HOWTO}"
+        )
     try:
         key = Path(path).read_text(encoding="utf-8").strip()
     except OSError as error:
-        raise ConfigError(f"BOKEH_SECRET_KEY_FILE={path} cannot be read ({error.strerror}); "
-                          "point it at a readable file holding the key, or set BOKEH_SECRET_KEY") from None
+        raise ConfigError(
+            f"BOKEH_SECRET_KEY_FILE={path} cannot be read ({error.strerror}); "
+            "point it at a readable file holding the key, or set BOKEH_SECRET_KEY"
+        ) from None
     return check_secret_key(f"the key in BOKEH_SECRET_KEY_FILE={path}", key), f"BOKEH_SECRET_KEY_FILE={path}"
 
 
@@ -266,18 +284,35 @@ def load_config(environ: Mapping[str, str]) -> Config:
         # Bokeh reads this variable itself and does not trim spaces; hand it a clean list.
         entries = parse_allow_ws_origin(override)
         env_updates["BOKEH_ALLOW_WS_ORIGIN"] = ",".join(entries)
-        return Config(port=port, prefix=prefix, ws_origin_args=(), ws_origins=entries,
-                      ws_origins_from="BOKEH_ALLOW_WS_ORIGIN", nodelay=nodelay,
-                      log_level=log_level, secret_key_from=secret_key_from, dev=dev,
-                      env_updates=env_updates)
+        return Config(
+            port=port,
+            prefix=prefix,
+            ws_origin_args=(),
+            ws_origins=entries,
+            ws_origins_from="BOKEH_ALLOW_WS_ORIGIN",
+            nodelay=nodelay,
+            log_level=log_level,
+            secret_key_from=secret_key_from,
+            dev=dev,
+            env_updates=env_updates,
+        )
     if "BOKEH_ALLOW_WS_ORIGIN" in environ:
         # Set but blank (a common compose pass-through): Bokeh would take it as a list
         # holding one empty host and refuse every browser.
         env_updates["BOKEH_ALLOW_WS_ORIGIN"] = None
     hosts = parse_public_origins(_get(environ, "PUBLIC_ORIGINS"))
-    return Config(port=port, prefix=prefix, ws_origin_args=hosts, ws_origins=hosts,
-                  ws_origins_from="PUBLIC_ORIGINS", nodelay=nodelay, log_level=log_level,
-                  secret_key_from=secret_key_from, dev=dev, env_updates=env_updates)
+    return Config(
+        port=port,
+        prefix=prefix,
+        ws_origin_args=hosts,
+        ws_origins=hosts,
+        ws_origins_from="PUBLIC_ORIGINS",
+        nodelay=nodelay,
+        log_level=log_level,
+        secret_key_from=secret_key_from,
+        dev=dev,
+        env_updates=env_updates,
+    )
 
 
 def find_apps(apps_dir: Path = APPS_DIR) -> list[Path]:
@@ -285,23 +320,33 @@ def find_apps(apps_dir: Path = APPS_DIR) -> list[Path]:
     if not apps_dir.is_dir():
         return []
     return sorted(
-        p for p in apps_dir.iterdir()
-        if p.is_dir() and not p.name.startswith((".", "_"))
+        p
+        for p in apps_dir.iterdir()
+        if p.is_dir()
+        and not p.name.startswith((".", "_"))
         and ((p / "main.py").is_file() or (p / "main.ipynb").is_file())
     )
 
 
 def build_argv(config: Config, apps: Sequence[Path], extra_args: Sequence[str] = ()) -> list[str]:
     """The `bokeh serve` command line; extra arguments come last so they can override ours."""
-    argv = ["bokeh", "serve", *(str(app) for app in apps),
-            "--port", str(config.port),
-            "--address", "0.0.0.0",
-            # Bokeh sits behind the gateway: take client address and scheme from X-Forwarded-*.
-            "--use-xheaders",
-            # Sessions start only with an id or token signed with BOKEH_SECRET_KEY, which the
-            # gateway mints; a request that reaches Bokeh some other way gets 403.
-            "--session-ids", "external-signed",
-            "--log-level", config.log_level]
+    argv = [
+        "bokeh",
+        "serve",
+        *(str(app) for app in apps),
+        "--port",
+        str(config.port),
+        "--address",
+        "0.0.0.0",
+        # Bokeh sits behind the gateway: take client address and scheme from X-Forwarded-*.
+        "--use-xheaders",
+        # Sessions start only with an id or token signed with BOKEH_SECRET_KEY, which the
+        # gateway mints; a request that reaches Bokeh some other way gets 403.
+        "--session-ids",
+        "external-signed",
+        "--log-level",
+        config.log_level,
+    ]
     if config.prefix:
         argv += ["--prefix", config.prefix]
     for host in config.ws_origin_args:
@@ -314,13 +359,15 @@ def describe(config: Config, apps: Sequence[Path], extra_args: Sequence[str] = (
     """One log line with the effective settings. Only option names of extra arguments are
     shown, since their values could be secrets."""
     options = [a.split("=", 1)[0] for a in extra_args if a.startswith("-")]
-    return (f"serve: port={config.port} prefix={config.prefix or '(none)'} "
-            f"apps={','.join(a.name for a in apps)} "
-            f"ws_origins={','.join(config.ws_origins)} (from {config.ws_origins_from}) "
-            f"nodelay={'on' if config.nodelay else 'off'} log_level={config.log_level} "
-            f"sessions=external-signed (key from {config.secret_key_from})"
-            + (" dev=on" if config.dev else "")
-            + (f" extra={','.join(options)}" if options else ""))
+    return (
+        f"serve: port={config.port} prefix={config.prefix or '(none)'} "
+        f"apps={','.join(a.name for a in apps)} "
+        f"ws_origins={','.join(config.ws_origins)} (from {config.ws_origins_from}) "
+        f"nodelay={'on' if config.nodelay else 'off'} log_level={config.log_level} "
+        f"sessions=external-signed (key from {config.secret_key_from})"
+        + (" dev=on" if config.dev else "")
+        + (f" extra={','.join(options)}" if options else "")
+    )
 
 
 def install_nodelay() -> None:
@@ -369,8 +416,9 @@ def run_dev(extra: Sequence[str]) -> None:
     child: subprocess.Popen[bytes] | None = None
 
     def start() -> subprocess.Popen[bytes]:
-        return subprocess.Popen([sys.executable, str(Path(__file__).resolve()), *extra],
-                                env={**os.environ, "BOKEH_DEV": "false"})
+        return subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), *extra], env={**os.environ, "BOKEH_DEV": "false"}
+        )
 
     def stop(signum: int, _frame: object) -> None:
         if child is not None and child.poll() is None:
@@ -387,8 +435,10 @@ def run_dev(extra: Sequence[str]) -> None:
         current = app_files()
         if current == seen:
             continue
-        changed = sorted(str(p.relative_to(APPS_DIR)) for p in set(current) ^ set(seen)
-                         | {p for p in current if p in seen and current[p] != seen[p]})
+        changed = sorted(
+            str(p.relative_to(APPS_DIR))
+            for p in set(current) ^ set(seen) | {p for p in current if p in seen and current[p] != seen[p]}
+        )
         print(f"serve: dev mode: {', '.join(changed)} changed; restarting Bokeh", file=sys.stderr, flush=True)
         seen = current
         child.terminate()
@@ -412,8 +462,10 @@ def main(args: Sequence[str] | None = None) -> None:
         sys.exit(2)
     apps = find_apps()
     if not apps:
-        print(f"serve: no apps in {APPS_DIR} (each app is a folder with a main.py); "
-              f"mount your app folders there", file=sys.stderr)
+        print(
+            f"serve: no apps in {APPS_DIR} (each app is a folder with a main.py); mount your app folders there",
+            file=sys.stderr,
+        )
         sys.exit(2)
 
     for name, value in config.env_updates.items():
@@ -430,6 +482,7 @@ def main(args: Sequence[str] | None = None) -> None:
         install_nodelay()
 
     from bokeh.command.bootstrap import main as bokeh_main
+
     bokeh_main(build_argv(config, apps, extra))
 
 

@@ -46,21 +46,42 @@ class Defaults(unittest.TestCase):
         config = load_config({})
         self.assertEqual(config.port, 5006)
         self.assertEqual(config.prefix, "/bokeh")
-        self.assertEqual(config.ws_origin_args, ("localhost:8000", "127.0.0.1:8000", "localhost:8443", "127.0.0.1:8443"))
+        self.assertEqual(
+            config.ws_origin_args, ("localhost:8000", "127.0.0.1:8000", "localhost:8443", "127.0.0.1:8443")
+        )
         self.assertTrue(config.nodelay)
         self.assertEqual(config.log_level, "info")
         self.assertEqual(dict(config.env_updates), {"BOKEH_SECRET_KEY": KEY, "BOKEH_SIGN_SESSIONS": "true"})
 
     def test_default_argv(self):
-        self.assertEqual(argv_for({}), [
-            "bokeh", "serve", "/app/apps/ping", "/app/apps/sliders",
-            "--port", "5006", "--address", "0.0.0.0", "--use-xheaders",
-            "--session-ids", "external-signed", "--log-level", "info", "--prefix", "/bokeh",
-            "--allow-websocket-origin", "localhost:8000",
-            "--allow-websocket-origin", "127.0.0.1:8000",
-            "--allow-websocket-origin", "localhost:8443",
-            "--allow-websocket-origin", "127.0.0.1:8443",
-        ])
+        self.assertEqual(
+            argv_for({}),
+            [
+                "bokeh",
+                "serve",
+                "/app/apps/ping",
+                "/app/apps/sliders",
+                "--port",
+                "5006",
+                "--address",
+                "0.0.0.0",
+                "--use-xheaders",
+                "--session-ids",
+                "external-signed",
+                "--log-level",
+                "info",
+                "--prefix",
+                "/bokeh",
+                "--allow-websocket-origin",
+                "localhost:8000",
+                "--allow-websocket-origin",
+                "127.0.0.1:8000",
+                "--allow-websocket-origin",
+                "localhost:8443",
+                "--allow-websocket-origin",
+                "127.0.0.1:8443",
+            ],
+        )
 
     def test_blank_values_mean_default(self):
         env = {"BOKEH_PORT": "", "PUBLIC_ORIGINS": " ", "BOKEH_NODELAY": "", "BOKEH_LOG_LEVEL": ""}
@@ -71,8 +92,7 @@ class Defaults(unittest.TestCase):
         self.assertNotIn("--prefix", argv)
 
     def test_settings_are_used(self):
-        argv = argv_for({"BOKEH_PORT": " 6000 ", "BOKEH_PREFIX": "/apps/v2",
-                         "BOKEH_LOG_LEVEL": "DEBUG"})
+        argv = argv_for({"BOKEH_PORT": " 6000 ", "BOKEH_PREFIX": "/apps/v2", "BOKEH_LOG_LEVEL": "DEBUG"})
         self.assertEqual(option_values(argv, "--port"), ["6000"])
         self.assertEqual(option_values(argv, "--prefix"), ["/apps/v2"])
         self.assertEqual(option_values(argv, "--log-level"), ["debug"])
@@ -104,17 +124,14 @@ class OriginDerivation(unittest.TestCase):
 
     def test_several_origins(self):
         value = "http://localhost:8000, https://Dash.Example.com ,http://10.0.0.5:8080,,"
-        self.assertEqual(self.hosts(value),
-                         ("localhost:8000", "dash.example.com", "10.0.0.5:8080"))
+        self.assertEqual(self.hosts(value), ("localhost:8000", "dash.example.com", "10.0.0.5:8080"))
 
     def test_duplicates_collapse(self):
-        self.assertEqual(self.hosts("https://a.example, https://a.example:443, http://a.example"),
-                         ("a.example",))
+        self.assertEqual(self.hosts("https://a.example, https://a.example:443, http://a.example"), ("a.example",))
 
     def test_each_origin_becomes_one_option(self):
         argv = argv_for({"PUBLIC_ORIGINS": "http://localhost:8000,https://dash.example.com"})
-        self.assertEqual(option_values(argv, "--allow-websocket-origin"),
-                         ["localhost:8000", "dash.example.com"])
+        self.assertEqual(option_values(argv, "--allow-websocket-origin"), ["localhost:8000", "dash.example.com"])
 
     def assertRejected(self, value, *fragments):
         with self.assertRaises(ConfigError) as caught:
@@ -126,17 +143,13 @@ class OriginDerivation(unittest.TestCase):
             self.assertIn(fragment, message)
 
     def test_bad_origins(self):
-        self.assertRejected("localhost:8000", '(got "localhost:8000")',
-                            "set PUBLIC_ORIGINS=http://localhost:8000")
-        self.assertRejected("ws://localhost:8000", "http or https",
-                            "set PUBLIC_ORIGINS=http://localhost:8000")
+        self.assertRejected("localhost:8000", '(got "localhost:8000")', "set PUBLIC_ORIGINS=http://localhost:8000")
+        self.assertRejected("ws://localhost:8000", "http or https", "set PUBLIC_ORIGINS=http://localhost:8000")
         self.assertRejected("wss://dash.example.com", "set PUBLIC_ORIGINS=https://dash.example.com")
-        self.assertRejected("http://localhost:8000/", "no path",
-                            "set PUBLIC_ORIGINS=http://localhost:8000")
+        self.assertRejected("http://localhost:8000/", "no path", "set PUBLIC_ORIGINS=http://localhost:8000")
         self.assertRejected("https://dash.example.com/app", "set PUBLIC_ORIGINS=https://dash.example.com")
         self.assertRejected("http://localhost:8000?x=1", "no path")
-        self.assertRejected("http://user:pw@localhost:8000", "user info",
-                            "set PUBLIC_ORIGINS=http://localhost:8000")
+        self.assertRejected("http://user:pw@localhost:8000", "user info", "set PUBLIC_ORIGINS=http://localhost:8000")
         self.assertRejected("http://localhost:99999", "port")
         self.assertRejected("http://localhost:0", "port")
         self.assertRejected("http://localhost:abc", "port")
@@ -150,8 +163,9 @@ class OriginDerivation(unittest.TestCase):
 
 class AllowWsOriginOverride(unittest.TestCase):
     def test_override_wins(self):
-        config = load_config({"BOKEH_ALLOW_WS_ORIGIN": "a.example:443, b.example",
-                              "PUBLIC_ORIGINS": "http://localhost:8000"})
+        config = load_config(
+            {"BOKEH_ALLOW_WS_ORIGIN": "a.example:443, b.example", "PUBLIC_ORIGINS": "http://localhost:8000"}
+        )
         argv = build_argv(config, APPS)
         self.assertNotIn("--allow-websocket-origin", argv)
         self.assertEqual(config.ws_origins, ("a.example:443", "b.example"))
@@ -166,14 +180,18 @@ class AllowWsOriginOverride(unittest.TestCase):
     def test_blank_override_is_dropped(self):
         config = load_config({"BOKEH_ALLOW_WS_ORIGIN": "  "})
         self.assertIsNone(config.env_updates["BOKEH_ALLOW_WS_ORIGIN"])
-        self.assertEqual(config.ws_origin_args, ("localhost:8000", "127.0.0.1:8000", "localhost:8443", "127.0.0.1:8443"))
+        self.assertEqual(
+            config.ws_origin_args, ("localhost:8000", "127.0.0.1:8000", "localhost:8443", "127.0.0.1:8443")
+        )
 
     def test_url_in_override_is_rejected(self):
         with self.assertRaises(ConfigError) as caught:
             load_config({"BOKEH_ALLOW_WS_ORIGIN": "https://dash.example.com"})
-        self.assertEqual(str(caught.exception),
-                         'BOKEH_ALLOW_WS_ORIGIN entries are host[:port], not URLs '
-                         '(got "https://dash.example.com"); set BOKEH_ALLOW_WS_ORIGIN=dash.example.com')
+        self.assertEqual(
+            str(caught.exception),
+            "BOKEH_ALLOW_WS_ORIGIN entries are host[:port], not URLs "
+            '(got "https://dash.example.com"); set BOKEH_ALLOW_WS_ORIGIN=dash.example.com',
+        )
 
     def test_only_commas_is_rejected(self):
         with self.assertRaises(ConfigError):
@@ -187,12 +205,14 @@ class PrefixValidation(unittest.TestCase):
         return str(caught.exception)
 
     def test_missing_leading_slash(self):
-        self.assertEqual(self.message("bokeh"),
-                         'BOKEH_PREFIX must start with "/" (got "bokeh"); set BOKEH_PREFIX=/bokeh')
+        self.assertEqual(
+            self.message("bokeh"), 'BOKEH_PREFIX must start with "/" (got "bokeh"); set BOKEH_PREFIX=/bokeh'
+        )
 
     def test_trailing_slash(self):
-        self.assertEqual(self.message("/bokeh/"),
-                         'BOKEH_PREFIX must not end with "/" (got "/bokeh/"); set BOKEH_PREFIX=/bokeh')
+        self.assertEqual(
+            self.message("/bokeh/"), 'BOKEH_PREFIX must not end with "/" (got "/bokeh/"); set BOKEH_PREFIX=/bokeh'
+        )
 
     def test_lone_slash(self):
         message = self.message("/")
@@ -200,8 +220,7 @@ class PrefixValidation(unittest.TestCase):
         self.assertIn("no prefix", message)
 
     def test_not_a_plain_path(self):
-        for value in ("//bokeh", "/a//b", "/a b", "/a/../b", "/./a", "/bokeh?x", "/bo#keh",
-                      "/(bokeh)", "/bokeh.*"):
+        for value in ("//bokeh", "/a//b", "/a b", "/a/../b", "/./a", "/bokeh?x", "/bo#keh", "/(bokeh)", "/bokeh.*"):
             with self.subTest(value=value):
                 message = self.message(value)
                 self.assertTrue(message.startswith("BOKEH_PREFIX "), message)
@@ -216,25 +235,36 @@ class PrefixValidation(unittest.TestCase):
 
 class OtherSettings(unittest.TestCase):
     def test_nodelay_words(self):
-        for word, expected in (("true", True), ("TRUE", True), ("1", True), ("yes", True),
-                               ("on", True), ("false", False), ("False", False), ("0", False),
-                               ("no", False), ("off", False)):
+        for word, expected in (
+            ("true", True),
+            ("TRUE", True),
+            ("1", True),
+            ("yes", True),
+            ("on", True),
+            ("false", False),
+            ("False", False),
+            ("0", False),
+            ("no", False),
+            ("off", False),
+        ):
             with self.subTest(word=word):
                 self.assertIs(load_config({"BOKEH_NODELAY": word}).nodelay, expected)
 
     def test_nodelay_bad_word(self):
         with self.assertRaises(ConfigError) as caught:
             load_config({"BOKEH_NODELAY": "maybe"})
-        self.assertEqual(str(caught.exception),
-                         'BOKEH_NODELAY must be true or false (got "maybe"); set BOKEH_NODELAY=true')
+        self.assertEqual(
+            str(caught.exception), 'BOKEH_NODELAY must be true or false (got "maybe"); set BOKEH_NODELAY=true'
+        )
 
     def test_bad_port(self):
         for value in ("abc", "0", "65536", "-1", "5006.0"):
             with self.subTest(value=value):
                 with self.assertRaises(ConfigError) as caught:
                     load_config({"BOKEH_PORT": value})
-                self.assertIn(f'BOKEH_PORT must be a whole number from 1 to 65535 (got "{value}")',
-                              str(caught.exception))
+                self.assertIn(
+                    f'BOKEH_PORT must be a whole number from 1 to 65535 (got "{value}")', str(caught.exception)
+                )
 
     def test_bad_log_level(self):
         with self.assertRaises(ConfigError) as caught:
@@ -290,7 +320,7 @@ class Passthrough(unittest.TestCase):
         extra = ["--num-procs", "2", "--session-ids", "external-signed"]
         argv = argv_for({}, extra)
         self.assertEqual(argv[-4:], extra)
-        self.assertEqual(argv[:len(argv) - 4], argv_for({}))
+        self.assertEqual(argv[: len(argv) - 4], argv_for({}))
 
     def test_log_line_hides_option_values(self):
         config = load_config({"BOKEH_NODELAY": "off"})
@@ -298,7 +328,9 @@ class Passthrough(unittest.TestCase):
         self.assertNotIn("hidden-value", line)
         self.assertIn("extra=--num-procs,--something", line)
         self.assertIn("nodelay=off", line)
-        self.assertIn("ws_origins=localhost:8000,127.0.0.1:8000,localhost:8443,127.0.0.1:8443 (from PUBLIC_ORIGINS)", line)
+        self.assertIn(
+            "ws_origins=localhost:8000,127.0.0.1:8000,localhost:8443,127.0.0.1:8443 (from PUBLIC_ORIGINS)", line
+        )
         self.assertNotIn("\n", line)
 
 
@@ -313,8 +345,9 @@ class DevMode(unittest.TestCase):
     def test_bad_value(self):
         with self.assertRaises(ConfigError) as caught:
             load_config({"BOKEH_DEV": "sometimes"})
-        self.assertEqual(str(caught.exception),
-                         'BOKEH_DEV must be true or false (got "sometimes"); set BOKEH_DEV=false')
+        self.assertEqual(
+            str(caught.exception), 'BOKEH_DEV must be true or false (got "sometimes"); set BOKEH_DEV=false'
+        )
 
     def test_app_files_see_edits_new_and_deleted_files_but_not_bytecode(self):
         with tempfile.TemporaryDirectory() as tmp:
@@ -354,15 +387,21 @@ class Launcher(unittest.TestCase):
     def run_serve(self, args=(), **env):
         full_env = {k: v for k, v in os.environ.items() if not k.startswith(("BOKEH_", "PUBLIC_"))}
         full_env.update(env)
-        return subprocess.run([sys.executable, str(SERVE_DIR / "serve.py"), *args], env=full_env,
-                              capture_output=True, text=True, timeout=30, check=False)
+        return subprocess.run(
+            [sys.executable, str(SERVE_DIR / "serve.py"), *args],
+            env=full_env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
 
     def test_bad_setting_exits_2_with_one_line(self):
         result = self.run_serve(BOKEH_PREFIX="bokeh", BOKEH_SECRET_KEY=KEY)
         self.assertEqual(result.returncode, 2)
-        self.assertEqual(result.stderr,
-                         'serve: BOKEH_PREFIX must start with "/" (got "bokeh"); '
-                         'set BOKEH_PREFIX=/bokeh\n')
+        self.assertEqual(
+            result.stderr, 'serve: BOKEH_PREFIX must start with "/" (got "bokeh"); set BOKEH_PREFIX=/bokeh\n'
+        )
 
     def test_command_instead_of_options(self):
         result = self.run_serve([sys.executable, "-c", "print('ran')"])
@@ -370,10 +409,8 @@ class Launcher(unittest.TestCase):
         self.assertEqual(result.stdout, "ran\n")
 
     def test_import_does_not_load_bokeh(self):
-        code = f"import sys; sys.path.insert(0, {str(SERVE_DIR)!r}); import serve; " \
-               "print('bokeh' in sys.modules)"
-        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                                timeout=30, check=False)
+        code = f"import sys; sys.path.insert(0, {str(SERVE_DIR)!r}); import serve; print('bokeh' in sys.modules)"
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=False)
         self.assertEqual(result.stdout.strip(), "False", result.stderr)
 
 

@@ -8,7 +8,13 @@ const KEY = 'auth-test-key_0123456789abcdefghijklmnopqr';
 const ALICE = 'alice:$2y$04$Qa98o9T6thOSjFlKGhyLyOa3FcIAXj2SSskg.kYWEbngBdyeRrehK';
 
 const request = (headers: Record<string, string>) => ({ headers }) as unknown as IncomingMessage;
-const view = (viaTrustedProxy: boolean): ClientView => ({ ip: '203.0.113.9', proto: 'https', host: 'dash.example.com', origin: 'https://dash.example.com', viaTrustedProxy });
+const view = (viaTrustedProxy: boolean): ClientView => ({
+  ip: '203.0.113.9',
+  proto: 'https',
+  host: 'dash.example.com',
+  origin: 'https://dash.example.com',
+  viaTrustedProxy,
+});
 const basic = (user: string, password: string) => ({ authorization: `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}` });
 
 describe('AUTH_MODE=none', () => {
@@ -34,23 +40,35 @@ describe('AUTH_MODE=basic', () => {
     ['another scheme', { authorization: 'Bearer x' }, /not HTTP Basic/],
   ])('refuses %s with 401 and a challenge', async (_name, headers, message) => {
     const result = await auth.authenticate(request(headers), view(false));
-    expect(result).toMatchObject({ ok: false, error: { status: 401, message: expect.stringMatching(message) }, headers: { 'WWW-Authenticate': 'Basic realm="Bokeh apps", charset="UTF-8"' } });
+    expect(result).toMatchObject({
+      ok: false,
+      error: { status: 401, message: expect.stringMatching(message) },
+      headers: { 'WWW-Authenticate': 'Basic realm="Bokeh apps", charset="UTF-8"' },
+    });
   });
 });
 
 describe('AUTH_MODE=header', () => {
-  const auth = createAuthenticator(loadConfig({ BOKEH_SECRET_KEY: KEY, AUTH_MODE: 'header', TRUST_PROXY: 'loopback', AUTH_USER_HEADER: 'X-Auth-Request-User' }));
+  const auth = createAuthenticator(
+    loadConfig({ BOKEH_SECRET_KEY: KEY, AUTH_MODE: 'header', TRUST_PROXY: 'loopback', AUTH_USER_HEADER: 'X-Auth-Request-User' }),
+  );
 
   test('takes the user from a trusted proxy', async () => {
     expect(await auth.authenticate(request({ 'x-auth-request-user': ' carol ' }), view(true))).toEqual({ ok: true, user: 'carol' });
   });
 
   test('ignores the header from anyone else', async () => {
-    expect(await auth.authenticate(request({ 'x-auth-request-user': 'carol' }), view(false))).toMatchObject({ ok: false, error: { status: 401, message: expect.stringMatching(/through the identity proxy/) } });
+    expect(await auth.authenticate(request({ 'x-auth-request-user': 'carol' }), view(false))).toMatchObject({
+      ok: false,
+      error: { status: 401, message: expect.stringMatching(/through the identity proxy/) },
+    });
   });
 
   test('refuses a trusted request that names nobody', async () => {
-    expect(await auth.authenticate(request({}), view(true))).toMatchObject({ ok: false, error: { status: 401, message: expect.stringMatching(/did not name a user in x-auth-request-user/) } });
+    expect(await auth.authenticate(request({}), view(true))).toMatchObject({
+      ok: false,
+      error: { status: 401, message: expect.stringMatching(/did not name a user in x-auth-request-user/) },
+    });
   });
 });
 

@@ -20,9 +20,7 @@ import type { AuthMode, Config } from './config.js';
 import type { GatewayError } from './errors.js';
 import type { ClientView } from './forwarded.js';
 
-export type AuthResult =
-  | { ok: true; user: string | undefined }
-  | { ok: false; error: GatewayError; headers?: Record<string, string> };
+export type AuthResult = { ok: true; user: string | undefined } | { ok: false; error: GatewayError; headers?: Record<string, string> };
 
 export interface Authenticator {
   readonly mode: AuthMode;
@@ -95,7 +93,14 @@ function trustedHeader(config: Config): Authenticator {
     async authenticate(req, view) {
       // Anyone can send the header; only a trusted proxy's word counts.
       if (!view.viaTrustedProxy) {
-        return { ok: false, error: { status: 401, code: 'UNAUTHENTICATED', message: 'Sign in through the identity proxy in front of this site; direct requests are not accepted.' } };
+        return {
+          ok: false,
+          error: {
+            status: 401,
+            code: 'UNAUTHENTICATED',
+            message: 'Sign in through the identity proxy in front of this site; direct requests are not accepted.',
+          },
+        };
       }
       const value = req.headers[name];
       const user = typeof value === 'string' ? value.trim() : undefined;

@@ -29,7 +29,12 @@ describe('loadConfig', () => {
     expect(config.bokehUrl.origin).toBe('http://bokeh:5006');
     expect(config.bokehPrefix).toBe('/bokeh');
     expect(config.apps).toEqual(['sliders', 'stream', 'ping']);
-    expect(config.publicOrigins.map((origin) => origin.origin)).toEqual(['http://localhost:8000', 'http://127.0.0.1:8000', 'https://localhost:8443', 'https://127.0.0.1:8443']);
+    expect(config.publicOrigins.map((origin) => origin.origin)).toEqual([
+      'http://localhost:8000',
+      'http://127.0.0.1:8000',
+      'https://localhost:8443',
+      'https://127.0.0.1:8443',
+    ]);
     expect(config.trustProxy).toBe(false);
     expect(config.wsMaxMessageBytes).toBe(20 * 1024 * 1024);
   });
@@ -120,11 +125,15 @@ describe('secret key and authentication', () => {
 
   test('a trusted user header needs a trusted proxy', () => {
     expect(problems({ AUTH_MODE: 'header' })[0]).toMatch(/AUTH_MODE=header believes x-forwarded-user only from a trusted proxy.*Set TRUST_PROXY/);
-    expect(loadConfig({ AUTH_MODE: 'header', TRUST_PROXY: 'oauth2-proxy', AUTH_USER_HEADER: 'X-Auth-Request-User' }).authUserHeader).toBe('x-auth-request-user');
+    expect(loadConfig({ AUTH_MODE: 'header', TRUST_PROXY: 'oauth2-proxy', AUTH_USER_HEADER: 'X-Auth-Request-User' }).authUserHeader).toBe(
+      'x-auth-request-user',
+    );
   });
 
   test('the request timeout cannot be shorter than the headers timeout', () => {
-    expect(problems({ HEADERS_TIMEOUT_MS: '30000', REQUEST_TIMEOUT_MS: '20000' })[0]).toMatch(/REQUEST_TIMEOUT_MS=20000 is shorter than HEADERS_TIMEOUT_MS=30000/);
+    expect(problems({ HEADERS_TIMEOUT_MS: '30000', REQUEST_TIMEOUT_MS: '20000' })[0]).toMatch(
+      /REQUEST_TIMEOUT_MS=20000 is shorter than HEADERS_TIMEOUT_MS=30000/,
+    );
   });
 });
 
@@ -132,7 +141,11 @@ describe('.env.example', () => {
   const example = readFileSync(new URL('../../.env.example', import.meta.url), 'utf8');
 
   // The compose file sets these for the stack; .env.example documents the stack's values.
-  const setByCompose: Record<string, string> = { BOKEH_URL: 'http://bokeh:5006', TRUST_PROXY: 'nginx', BOKEH_SECRET_KEY_FILE: '/run/stack-secret/bokeh-secret-key' };
+  const setByCompose: Record<string, string> = {
+    BOKEH_URL: 'http://bokeh:5006',
+    TRUST_PROXY: 'nginx',
+    BOKEH_SECRET_KEY_FILE: '/run/stack-secret/bokeh-secret-key',
+  };
 
   test.each(SETTINGS.map((setting) => [setting.env, setByCompose[setting.env] ?? setting.default]))('documents %s with its default', (env, fallback) => {
     expect(example).toMatch(new RegExp(`^#? ?${env}=${fallback!.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}$`, 'm'));

@@ -98,13 +98,16 @@ const origin = httpUrl.superRefine((url, ctx) => {
 const list = <T>(item: z.ZodType<T, string>) =>
   z
     .string()
-    .transform((value) => value.split(',').map((part) => part.trim()).filter(Boolean))
+    .transform((value) =>
+      value
+        .split(',')
+        .map((part) => part.trim())
+        .filter(Boolean),
+    )
     .pipe(z.array(item).min(1, 'must list at least one value'));
 
 /** Unset (empty) stays undefined, so that the code can tell "not given" from a value. */
-const optional = z
-  .string()
-  .transform((value) => (value.trim() === '' ? undefined : value.trim()));
+const optional = z.string().transform((value) => (value.trim() === '' ? undefined : value.trim()));
 
 /** HMAC-SHA256 wants a key at least as long as its 32-byte output; Bokeh's own generator makes 44. */
 export const MIN_SECRET_KEY_CHARS = 32;
@@ -134,7 +137,10 @@ const trustProxy = z
       return z.NEVER;
     }
     if (/^\d+$/.test(value)) return Number(value);
-    const entries = value.split(',').map((part) => part.trim()).filter(Boolean);
+    const entries = value
+      .split(',')
+      .map((part) => part.trim())
+      .filter(Boolean);
     for (const entry of entries) {
       const address = /^[0-9a-fA-F.:]+(\/\d{1,3})?$/.test(entry);
       const hostName = /^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$/.test(entry);
@@ -171,7 +177,7 @@ const settings = {
   bokehPrefix: {
     env: 'BOKEH_PREFIX',
     default: '/bokeh',
-    doc: 'Path prefix of every Bokeh route; must equal the Bokeh server\'s --prefix.',
+    doc: "Path prefix of every Bokeh route; must equal the Bokeh server's --prefix.",
     fix: 'a path such as BOKEH_PREFIX=/bokeh (leading slash, no trailing slash), the same value the bokeh service gets',
     schema: z
       .string()
@@ -226,22 +232,22 @@ const settings = {
   shutdownTimeoutMs: {
     env: 'SHUTDOWN_TIMEOUT_MS',
     default: '10000',
-    doc: 'On SIGTERM, how long open requests may finish before the gateway exits anyway. Keep it under the orchestrator\'s kill timeout (compose: 10 s by default).',
+    doc: "On SIGTERM, how long open requests may finish before the gateway exits anyway. Keep it under the orchestrator's kill timeout (compose: 10 s by default).",
     fix: 'milliseconds between 0 and 120000',
     schema: integer(0, 120_000),
   },
   wsMaxMessageBytes: {
     env: 'WS_MAX_MESSAGE_BYTES',
     default: '20971520',
-    doc: 'Largest WebSocket message relayed in either direction; larger ones close the socket with 1009. Default matches Bokeh\'s 20 MiB.',
-    fix: 'bytes between 1024 and 1073741824, at most Bokeh\'s --websocket-max-message-size',
+    doc: "Largest WebSocket message relayed in either direction; larger ones close the socket with 1009. Default matches Bokeh's 20 MiB.",
+    fix: "bytes between 1024 and 1073741824, at most Bokeh's --websocket-max-message-size",
     schema: integer(1024, 1 << 30),
   },
   wsIdleTimeoutMs: {
     env: 'WS_IDLE_TIMEOUT_MS',
     default: '120000',
-    doc: 'A WebSocket whose browser sends nothing (not even a pong to Bokeh\'s 37 s keep-alive ping) for this long is closed with 1001; 0 turns it off.',
-    fix: 'milliseconds, 0 or between 10000 and 86400000, longer than Bokeh\'s --keep-alive interval',
+    doc: "A WebSocket whose browser sends nothing (not even a pong to Bokeh's 37 s keep-alive ping) for this long is closed with 1001; 0 turns it off.",
+    fix: "milliseconds, 0 or between 10000 and 86400000, longer than Bokeh's --keep-alive interval",
     schema: integer(0, 86_400_000).refine((value) => value === 0 || value >= 10_000, 'must be 0 or at least 10000'),
   },
   headersTimeoutMs: {
@@ -275,7 +281,7 @@ const settings = {
   sessionTokenExpirationS: {
     env: 'SESSION_TOKEN_EXPIRATION_S',
     default: '300',
-    doc: 'Seconds a minted session token stays valid for opening the session\'s WebSocket (Bokeh\'s --session-token-expiration).',
+    doc: "Seconds a minted session token stays valid for opening the session's WebSocket (Bokeh's --session-token-expiration).",
     fix: 'seconds between 10 and 86400',
     schema: integer(10, 86_400),
   },
@@ -305,8 +311,13 @@ const settings = {
     default: 'Bokeh apps',
     doc: 'For AUTH_MODE=basic: the realm browsers show in their sign-in prompt.',
     fix: 'a short text without double quotes',
-    // eslint-disable-next-line no-control-regex -- control characters are what this refuses
-    schema: z.string().trim().min(1, 'must not be empty').max(100, 'must be at most 100 characters').regex(/^[^"\\\x00-\x1f]+$/, 'must not contain quotes, backslashes or control characters'),
+    schema: z
+      .string()
+      .trim()
+      .min(1, 'must not be empty')
+      .max(100, 'must be at most 100 characters')
+      // eslint-disable-next-line no-control-regex -- control characters are what this refuses
+      .regex(/^[^"\\\x00-\x1f]+$/, 'must not contain quotes, backslashes or control characters'),
   },
   authUserHeader: {
     env: 'AUTH_USER_HEADER',
@@ -318,9 +329,12 @@ const settings = {
 } satisfies { [K in keyof Settings]: Setting<Settings[K]> };
 
 /** The settings table, for documentation and for tests that keep .env.example honest. */
-export const SETTINGS: ReadonlyArray<Readonly<Omit<Setting<unknown>, 'schema'>>> = Object.values(settings).map(
-  ({ env, default: fallback, doc, fix }) => ({ env, default: fallback, doc, fix }),
-);
+export const SETTINGS: ReadonlyArray<Readonly<Omit<Setting<unknown>, 'schema'>>> = Object.values(settings).map(({ env, default: fallback, doc, fix }) => ({
+  env,
+  default: fallback,
+  doc,
+  fix,
+}));
 
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
@@ -353,12 +367,16 @@ function readSecretKey(values: Settings, problems: string[]): Buffer {
     try {
       key = readFileSync(values.secretKeyFile, 'utf8').trim();
     } catch (err) {
-      problems.push(`BOKEH_SECRET_KEY_FILE=${values.secretKeyFile} cannot be read (${(err as NodeJS.ErrnoException).code}). Point it at a readable file holding the key, or set BOKEH_SECRET_KEY.`);
+      problems.push(
+        `BOKEH_SECRET_KEY_FILE=${values.secretKeyFile} cannot be read (${(err as NodeJS.ErrnoException).code}). Point it at a readable file holding the key, or set BOKEH_SECRET_KEY.`,
+      );
       return Buffer.alloc(0);
     }
   }
   if (key === undefined) {
-    problems.push(`BOKEH_SECRET_KEY is not set; the gateway signs every Bokeh session with it. Set BOKEH_SECRET_KEY (the same value the bokeh service gets) or BOKEH_SECRET_KEY_FILE; ${KEY_HOWTO}.`);
+    problems.push(
+      `BOKEH_SECRET_KEY is not set; the gateway signs every Bokeh session with it. Set BOKEH_SECRET_KEY (the same value the bokeh service gets) or BOKEH_SECRET_KEY_FILE; ${KEY_HOWTO}.`,
+    );
     return Buffer.alloc(0);
   }
   const problem = secretKeyProblem(where, key);
@@ -373,14 +391,18 @@ function readBasicUsers(values: Settings, problems: string[]): string[] {
     try {
       lines.push(...readFileSync(values.authBasicUsersFile, 'utf8').split('\n'));
     } catch (err) {
-      problems.push(`AUTH_BASIC_USERS_FILE=${values.authBasicUsersFile} cannot be read (${(err as NodeJS.ErrnoException).code}). Point it at a readable htpasswd file, or list users in AUTH_BASIC_USERS.`);
+      problems.push(
+        `AUTH_BASIC_USERS_FILE=${values.authBasicUsersFile} cannot be read (${(err as NodeJS.ErrnoException).code}). Point it at a readable htpasswd file, or list users in AUTH_BASIC_USERS.`,
+      );
       return [];
     }
   }
   const entries = lines.map((line) => line.trim()).filter((line) => line !== '' && !line.startsWith('#'));
   if (values.authMode !== 'basic') return entries;
   if (entries.length === 0) {
-    problems.push("AUTH_MODE=basic needs users. Set AUTH_BASIC_USERS to entries made with `htpasswd -nbB alice 'password'`, or AUTH_BASIC_USERS_FILE to an htpasswd file.");
+    problems.push(
+      "AUTH_MODE=basic needs users. Set AUTH_BASIC_USERS to entries made with `htpasswd -nbB alice 'password'`, or AUTH_BASIC_USERS_FILE to an htpasswd file.",
+    );
     return entries;
   }
   try {
@@ -409,12 +431,20 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   if (problems.length > 0) throw new ConfigError(problems);
   const { secretKeyValue: _value, secretKeyFile: _file, authBasicUsers: _users, authBasicUsersFile: _usersFile, ...rest } = values as unknown as Settings;
-  const config: Config = { ...rest, secretKey: readSecretKey(values as unknown as Settings, problems), basicUsers: readBasicUsers(values as unknown as Settings, problems) };
+  const config: Config = {
+    ...rest,
+    secretKey: readSecretKey(values as unknown as Settings, problems),
+    basicUsers: readBasicUsers(values as unknown as Settings, problems),
+  };
   if (config.requestTimeoutMs < config.headersTimeoutMs) {
-    problems.push(`REQUEST_TIMEOUT_MS=${config.requestTimeoutMs} is shorter than HEADERS_TIMEOUT_MS=${config.headersTimeoutMs}. Set REQUEST_TIMEOUT_MS to at least ${config.headersTimeoutMs}.`);
+    problems.push(
+      `REQUEST_TIMEOUT_MS=${config.requestTimeoutMs} is shorter than HEADERS_TIMEOUT_MS=${config.headersTimeoutMs}. Set REQUEST_TIMEOUT_MS to at least ${config.headersTimeoutMs}.`,
+    );
   }
   if (config.authMode === 'header' && config.trustProxy === false) {
-    problems.push(`AUTH_MODE=header believes ${config.authUserHeader} only from a trusted proxy, and TRUST_PROXY=false trusts none. Set TRUST_PROXY to your identity proxy (host name, address or network).`);
+    problems.push(
+      `AUTH_MODE=header believes ${config.authUserHeader} only from a trusted proxy, and TRUST_PROXY=false trusts none. Set TRUST_PROXY to your identity proxy (host name, address or network).`,
+    );
   }
   if (problems.length > 0) throw new ConfigError(problems);
   return config;

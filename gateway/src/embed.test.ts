@@ -14,7 +14,20 @@ describe('autoloadUrl', () => {
   });
 
   test('passes app arguments on, but never bokeh-* ones', () => {
-    const url = new URL(autoloadUrl({ ...target, args: [['title', 'a&b'], ['bokeh-app-path', '/x'], ['n', '1'], ['n', '2']] }, 'bk-1'));
+    const url = new URL(
+      autoloadUrl(
+        {
+          ...target,
+          args: [
+            ['title', 'a&b'],
+            ['bokeh-app-path', '/x'],
+            ['n', '1'],
+            ['n', '2'],
+          ],
+        },
+        'bk-1',
+      ),
+    );
     expect(url.searchParams.getAll('title')).toEqual(['a&b']);
     expect(url.searchParams.getAll('n')).toEqual(['1', '2']);
     expect(url.searchParams.getAll('bokeh-app-path')).toEqual(['/bokeh/sliders']);

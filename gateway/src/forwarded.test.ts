@@ -36,7 +36,11 @@ describe('clientView', () => {
 
   test('a hop count trusts that many proxies', () => {
     const trust = compileTrust(1);
-    const view = clientView(request('10.0.0.2', { host: 'x', 'x-forwarded-for': '198.51.100.7, 10.0.0.3', 'x-forwarded-proto': 'https', 'x-forwarded-host': 'dash.example.com' }), trust, origins);
+    const view = clientView(
+      request('10.0.0.2', { host: 'x', 'x-forwarded-for': '198.51.100.7, 10.0.0.3', 'x-forwarded-proto': 'https', 'x-forwarded-host': 'dash.example.com' }),
+      trust,
+      origins,
+    );
     expect(view.ip).toBe('10.0.0.3');
     expect(view.origin).toBe('https://dash.example.com');
   });

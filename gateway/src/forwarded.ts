@@ -79,7 +79,12 @@ export class ProxyTrust {
   private async lookupNames(): Promise<void> {
     this.lastLookup = Date.now();
     const found = await Promise.all(
-      this.names.map((name) => lookup(name, { all: true }).then((answers) => answers.map((answer) => answer.address), () => [])),
+      this.names.map((name) =>
+        lookup(name, { all: true }).then(
+          (answers) => answers.map((answer) => answer.address),
+          () => [],
+        ),
+      ),
     );
     this.resolved = new Set(found.flat());
   }

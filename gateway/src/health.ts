@@ -28,7 +28,9 @@ function checkApp(config: Config, agent: Agent, app: string): Promise<AppCheck> 
         app,
         ok,
         status,
-        ...(ok ? {} : { message: status === 404 ? `Bokeh does not serve an app at ${url.pathname}; check BOKEH_APPS and BOKEH_PREFIX` : `Bokeh answered ${status}` }),
+        ...(ok
+          ? {}
+          : { message: status === 404 ? `Bokeh does not serve an app at ${url.pathname}; check BOKEH_APPS and BOKEH_PREFIX` : `Bokeh answered ${status}` }),
       });
     });
     req.on('timeout', () => req.destroy(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' })));

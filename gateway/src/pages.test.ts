@@ -14,7 +14,13 @@ let gateway: GatewayServer;
 
 beforeAll(async () => {
   // Pages never talk to Bokeh, so nothing needs to listen at BOKEH_URL.
-  const config = loadConfig({ PORT: '0', LISTEN_ADDRESS: '127.0.0.1', BOKEH_URL: 'http://127.0.0.1:9', PUBLIC_ORIGINS: 'https://dash.example.com', LOG_LEVEL: 'silent' });
+  const config = loadConfig({
+    PORT: '0',
+    LISTEN_ADDRESS: '127.0.0.1',
+    BOKEH_URL: 'http://127.0.0.1:9',
+    PUBLIC_ORIGINS: 'https://dash.example.com',
+    LOG_LEVEL: 'silent',
+  });
   gateway = await startGateway(config, pino({ level: 'silent' }));
 });
 
@@ -72,7 +78,11 @@ describe('expressSnippet', () => {
   /** Runs the snippet as an Express app would: registers its route, then answers one request. */
   function serve(code: string): { path: string; type: string; html: string } {
     const routes: Array<[string, (req: unknown, res: unknown) => void]> = [];
-    new Script(code).runInNewContext({ URL, URLSearchParams, app: { get: (path: string, handler: (req: unknown, res: unknown) => void) => routes.push([path, handler]) } });
+    new Script(code).runInNewContext({
+      URL,
+      URLSearchParams,
+      app: { get: (path: string, handler: (req: unknown, res: unknown) => void) => routes.push([path, handler]) },
+    });
     expect(routes).toHaveLength(1);
     const sent = { type: '', html: '' };
     const res = { type: (type: string) => ((sent.type = type), res), send: (body: string) => void (sent.html = body) };

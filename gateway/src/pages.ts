@@ -52,8 +52,7 @@ function camel(name: string): string {
 
 export function pagesRouter(config: Config, view: (req: Request) => ClientView): Router {
   const router = Router();
-  const nav = (current?: string): Array<[string, string, boolean]> =>
-    config.apps.map((app) => [`/apps/${app}`, appTitle(app), app === current]);
+  const nav = (current?: string): Array<[string, string, boolean]> => config.apps.map((app) => [`/apps/${app}`, appTitle(app), app === current]);
 
   const appList = (): string =>
     `<ul class="apps">\n${config.apps
@@ -80,12 +79,7 @@ ${appList()}`,
   router.get('/apps/:name', (req: Request<{ name: string }>, res: Response) => {
     const app = req.params.name;
     if (!config.apps.includes(app)) {
-      sendError(
-        req,
-        res,
-        { status: 404, code: 'UNKNOWN_APP', message: `There is no app named "${app}". Known apps: ${config.apps.join(', ')}.` },
-        appList(),
-      );
+      sendError(req, res, { status: 404, code: 'UNKNOWN_APP', message: `There is no app named "${app}". Known apps: ${config.apps.join(', ')}.` }, appList());
       return;
     }
     const args = Object.entries(req.query).flatMap(([name, value]) =>

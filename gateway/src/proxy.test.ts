@@ -29,7 +29,14 @@ afterAll(async () => {
 });
 
 async function gatewayFor(port: number): Promise<GatewayServer> {
-  const config = loadConfig({ PORT: '0', LISTEN_ADDRESS: '127.0.0.1', BOKEH_URL: `http://127.0.0.1:${port}`, UPSTREAM_TIMEOUT_MS: '1000', LOG_LEVEL: 'silent', BOKEH_SECRET_KEY: 'proxy-test-key_0123456789abcdefghijklmnop' });
+  const config = loadConfig({
+    PORT: '0',
+    LISTEN_ADDRESS: '127.0.0.1',
+    BOKEH_URL: `http://127.0.0.1:${port}`,
+    UPSTREAM_TIMEOUT_MS: '1000',
+    LOG_LEVEL: 'silent',
+    BOKEH_SECRET_KEY: 'proxy-test-key_0123456789abcdefghijklmnop',
+  });
   return startGateway(config, pino({ level: 'silent' }));
 }
 
@@ -39,7 +46,10 @@ test('an upstream that does not answer in time is a 504 naming it', async () => 
     const started = Date.now();
     const res = await fetch(`${gateway.url}/bokeh/sliders/autoload.js`, { headers: { accept: 'application/json' } });
     expect(res.status).toBe(504);
-    expect(await res.json()).toMatchObject({ error: 'BOKEH_TIMEOUT', message: expect.stringContaining(`http://127.0.0.1:${silentPort} did not answer in time`) });
+    expect(await res.json()).toMatchObject({
+      error: 'BOKEH_TIMEOUT',
+      message: expect.stringContaining(`http://127.0.0.1:${silentPort} did not answer in time`),
+    });
     expect(Date.now() - started).toBeLessThan(5_000);
   } finally {
     await gateway.close();

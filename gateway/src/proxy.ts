@@ -78,7 +78,11 @@ export function bokehGate(config: Config, view: (req: IncomingMessage) => Client
     }
     if (route.kind === 'websocket') {
       res.set('Upgrade', 'websocket');
-      return sendError(req, res, { status: 426, code: 'UPGRADE_REQUIRED', message: 'This is a Bokeh WebSocket endpoint; connect to it with a WebSocket client.' });
+      return sendError(req, res, {
+        status: 426,
+        code: 'UPGRADE_REQUIRED',
+        message: 'This is a Bokeh WebSocket endpoint; connect to it with a WebSocket client.',
+      });
     }
     if (route.kind === 'document' || route.kind === 'autoload') {
       if (req.method === 'OPTIONS') return next();

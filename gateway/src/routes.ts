@@ -54,7 +54,8 @@ export function classifyBokehRequest(method: string, pathname: string, prefix: s
   const rest = pathname.slice(prefix.length);
   const segments = rest.split('/').slice(1);
   // "/bokeh" and "/bokeh/" are Bokeh's index of every app it serves, listed or not.
-  if (rest === '' || rest === '/') return refuse(404, 'NOT_FOUND', `Bokeh's index is not served; the apps are ${apps.map((app) => `${prefix}/${app}`).join(', ')}.`);
+  if (rest === '' || rest === '/')
+    return refuse(404, 'NOT_FOUND', `Bokeh's index is not served; the apps are ${apps.map((app) => `${prefix}/${app}`).join(', ')}.`);
   for (const segment of segments.slice(0, -1)) {
     const problem = segmentProblem(segment);
     if (problem !== undefined) return refuse(400, 'BAD_PATH', `Paths under ${prefix} may not contain ${problem}.`);

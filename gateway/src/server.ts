@@ -72,7 +72,10 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
       customProps: (req) => ({ ip: view(req).ip }),
       serializers: {
         // Tokens are credentials: keep them out of the logs.
-        req: (req: { method: string; url: string; originalUrl?: string }) => ({ method: req.method, url: (req.originalUrl ?? req.url).replace(TOKEN_IN_URL, '$1[redacted]') }),
+        req: (req: { method: string; url: string; originalUrl?: string }) => ({
+          method: req.method,
+          url: (req.originalUrl ?? req.url).replace(TOKEN_IN_URL, '$1[redacted]'),
+        }),
         res: (res: { statusCode: number }) => ({ status: res.statusCode }),
       },
       customLogLevel: (_req, res, err) => (err || res.statusCode >= 500 ? 'warn' : 'info'),
@@ -133,7 +136,11 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
       err.code === 'HPE_HEADER_OVERFLOW'
         ? { status: 431, code: 'HEADERS_TOO_LARGE', message: `The request headers exceed ${MAX_HEADER_BYTES / 1024} KB; clear this site's cookies and reload.` }
         : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-          ? { status: 408, code: 'REQUEST_TIMEOUT', message: `The request did not arrive within ${config.headersTimeoutMs / 1000} s (headers) or ${config.requestTimeoutMs / 1000} s (whole request).` }
+          ? {
+              status: 408,
+              code: 'REQUEST_TIMEOUT',
+              message: `The request did not arrive within ${config.headersTimeoutMs / 1000} s (headers) or ${config.requestTimeoutMs / 1000} s (whole request).`,
+            }
           : { status: 400, code: 'BAD_REQUEST', message: 'The request is not valid HTTP.' },
     );
   });

@@ -91,7 +91,7 @@ export function startSession(config: Config, req: IncomingMessage, forwarded: Re
   if (ids.length === 1) {
     sessionId = ids[0]!;
     if (!checkSessionIdSignature(sessionId, config.secretKey)) {
-      return refused(403, 'BAD_SESSION_ID', 'The session id is not signed with this deployment\'s key. Leave it out and the gateway starts a new session.');
+      return refused(403, 'BAD_SESSION_ID', "The session id is not signed with this deployment's key. Leave it out and the gateway starts a new session.");
     }
   } else {
     sessionId = generateSessionId(config.secretKey);
@@ -123,7 +123,11 @@ export function checkSocketToken(config: Config, offered: readonly string[], use
   if (offered.length !== 2 || offered[0] !== 'bokeh') {
     return {
       ok: false,
-      error: { status: 400, code: 'BAD_SUBPROTOCOL', message: 'A Bokeh WebSocket offers exactly two subprotocols, "bokeh" and then the session token (Sec-WebSocket-Protocol: bokeh, <token>).' },
+      error: {
+        status: 400,
+        code: 'BAD_SUBPROTOCOL',
+        message: 'A Bokeh WebSocket offers exactly two subprotocols, "bokeh" and then the session token (Sec-WebSocket-Protocol: bokeh, <token>).',
+      },
     };
   }
   const check = verifyToken(offered[1]!, config.secretKey);

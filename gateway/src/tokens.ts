@@ -144,15 +144,15 @@ export function sessionIdFromToken(token: string): string {
 export function tokenPayload(token: string): Record<string, unknown> {
   const { session_id: _id, [ZLIB_KEY]: compressed, ...rest } = decodeFirstPart(token);
   if (compressed === undefined) return rest;
-  if (typeof compressed !== 'string') throw new TokenFormatError('the token\'s extra payload is not a string');
+  if (typeof compressed !== 'string') throw new TokenFormatError("the token's extra payload is not a string");
   let extra: unknown;
   try {
     // A token fits in a header, so its payload cannot legitimately inflate past a few MB.
     extra = JSON.parse(inflateSync(fromB64url(compressed), { maxOutputLength: 4 * 1024 * 1024 }).toString('utf8'), revive);
   } catch {
-    throw new TokenFormatError('the token\'s extra payload is not zlib-compressed JSON');
+    throw new TokenFormatError("the token's extra payload is not zlib-compressed JSON");
   }
-  if (extra === null || typeof extra !== 'object' || Array.isArray(extra)) throw new TokenFormatError('the token\'s extra payload is not a JSON object');
+  if (extra === null || typeof extra !== 'object' || Array.isArray(extra)) throw new TokenFormatError("the token's extra payload is not a JSON object");
   return { ...rest, ...(extra as Record<string, unknown>) };
 }
 
@@ -188,7 +188,7 @@ export function verifyToken(token: string, secretKey: Buffer, now = Math.floor(D
     return { ok: false, problem: 'malformed', message: `The session token is malformed: ${(err as Error).message}.` };
   }
   if (!checkTokenSignature(token, secretKey)) {
-    return { ok: false, problem: 'signature', message: 'The session token is not signed with this deployment\'s key.' };
+    return { ok: false, problem: 'signature', message: "The session token is not signed with this deployment's key." };
   }
   const expiry = payload.session_expiry;
   if (typeof expiry !== 'number') return { ok: false, problem: 'malformed', message: 'The session token has no session_expiry.' };

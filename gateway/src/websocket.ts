@@ -65,7 +65,10 @@ function originOf(header: string): string | undefined {
 }
 
 function subprotocols(req: IncomingMessage): string[] {
-  return (req.headers['sec-websocket-protocol'] ?? '').split(',').map((item) => item.trim()).filter(Boolean);
+  return (req.headers['sec-websocket-protocol'] ?? '')
+    .split(',')
+    .map((item) => item.trim())
+    .filter(Boolean);
 }
 
 /** Codes 1005, 1006 and 1015 describe a close but may never be sent; map them to sendable ones. */
@@ -79,7 +82,12 @@ export function relayCloseCode(code: number, lost: number): number | undefined {
 /** A close reason is at most 123 bytes on the wire. */
 function clampReason(reason: Buffer | string): string {
   const text = reason.toString();
-  return Buffer.byteLength(text) <= 123 ? text : Buffer.from(text).subarray(0, 120).toString().replace(/\uFFFD$/, '');
+  return Buffer.byteLength(text) <= 123
+    ? text
+    : Buffer.from(text)
+        .subarray(0, 120)
+        .toString()
+        .replace(/\uFFFD$/, '');
 }
 
 export function webSocketRelay(config: Config, view: (req: IncomingMessage) => ClientView, auth: Authenticator, log: Logger): WebSocketRelay {
@@ -175,7 +183,11 @@ export function webSocketRelay(config: Config, view: (req: IncomingMessage) => C
     if (origin !== undefined && !allowedOrigins.has(originOf(origin) ?? '')) {
       return refuse(
         socket,
-        { status: 403, code: 'ORIGIN_NOT_ALLOWED', message: `WebSocket connections from ${origin.slice(0, 200)} are not allowed. If users open your pages there, add that origin to PUBLIC_ORIGINS.` },
+        {
+          status: 403,
+          code: 'ORIGIN_NOT_ALLOWED',
+          message: `WebSocket connections from ${origin.slice(0, 200)} are not allowed. If users open your pages there, add that origin to PUBLIC_ORIGINS.`,
+        },
         meta,
       );
     }
@@ -237,7 +249,14 @@ export function webSocketRelay(config: Config, view: (req: IncomingMessage) => C
         if (body.length < 2048) body += chunk;
       });
       res.on('end', () => {
-        const detail = body.replace(/<[^>]*>/g, ' ').replace(/\s+/g, ' ').trim().slice(0, 300) || res.statusMessage || '';
+        const detail =
+          body
+            .replace(/<[^>]*>/g, ' ')
+            .replace(/\s+/g, ' ')
+            .trim()
+            .slice(0, 300) ||
+          res.statusMessage ||
+          '';
         const status = res.statusCode ?? 502;
         refuse(socket, { status, code: 'BOKEH_REFUSED', message: `The Bokeh server refused the WebSocket (${status}${detail ? `: ${detail}` : ''}).` }, meta);
         upstream.terminate();

@@ -100,7 +100,7 @@ describe('autoload.js and static files through the gateway', () => {
     expect(headers['x-forwarded-for']).toMatch(/^[0-9a-f.:]+$/);
   });
 
-  test("a CORS preflight for autoload.js reaches Bokeh, for pages that embed from other origins", async () => {
+  test('a CORS preflight for autoload.js reaches Bokeh, for pages that embed from other origins', async () => {
     const res = await fetch(`${stack().url}${PREFIX}/sliders/autoload.js`, {
       method: 'OPTIONS',
       headers: { origin: stack().url, 'access-control-request-method': 'GET', 'access-control-request-headers': 'bokeh-session-id' },
@@ -119,9 +119,7 @@ describe("Bokeh's WebSocket protocol through the gateway", () => {
       expect(client.socket.protocol).toBe('bokeh');
 
       client.setProperty(frequency.id, 'value', 3.5);
-      const patch = await client.next(
-        (msg) => msg.header.msgtype === 'PATCH-DOC' && JSON.stringify(msg.content).includes(source.id),
-      );
+      const patch = await client.next((msg) => msg.header.msgtype === 'PATCH-DOC' && JSON.stringify(msg.content).includes(source.id));
       expect(patch.content.events?.length).toBeGreaterThan(0);
     } finally {
       await client.close();
@@ -215,7 +213,9 @@ describe('signed sessions', () => {
   });
 
   test('the generated key lives in the stack-secret volume, readable only by the services', async () => {
-    const result = await stack().container('bokeh').exec(['sh', '-c', 'stat -c "%a %u" /run/stack-secret/bokeh-secret-key && wc -c < /run/stack-secret/bokeh-secret-key']);
+    const result = await stack()
+      .container('bokeh')
+      .exec(['sh', '-c', 'stat -c "%a %u" /run/stack-secret/bokeh-secret-key && wc -c < /run/stack-secret/bokeh-secret-key']);
     expect(result.exitCode).toBe(0);
     const [mode, size] = result.output.trim().split('\n');
     expect(mode).toBe('400 10001');
@@ -228,7 +228,14 @@ describe('health', () => {
     expect((await fetch(`${stack().url}/healthz`)).status).toBe(200);
     const ready = await fetch(`${stack().url}/readyz`);
     expect(ready.status).toBe(200);
-    expect(await ready.json()).toMatchObject({ status: 'ready', apps: [{ app: 'sliders', ok: true }, { app: 'stream', ok: true }, { app: 'ping', ok: true }] });
+    expect(await ready.json()).toMatchObject({
+      status: 'ready',
+      apps: [
+        { app: 'sliders', ok: true },
+        { app: 'stream', ok: true },
+        { app: 'ping', ok: true },
+      ],
+    });
   });
 });
 
@@ -267,7 +274,9 @@ describe('only the gateway faces the host', () => {
 test('documents carry the models a user would see', async () => {
   const { client, doc } = await connectApp('sliders');
   try {
-    const names = models(doc).map((model) => model.attributes?.name).filter(Boolean);
+    const names = models(doc)
+      .map((model) => model.attributes?.name)
+      .filter(Boolean);
     expect(names).toEqual(expect.arrayContaining(['amplitude', 'frequency', 'phase', 'offset', 'source']));
   } finally {
     await client.close();

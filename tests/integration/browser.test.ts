@@ -88,54 +88,79 @@ async function sliderRoundTrip(page: Page): Promise<void> {
  * NGINX over https); `context` is a fresh browser context per test.
  */
 function appPagesIn(layout: string, origin: () => string, context: () => BrowserContext): void {
-  test('the index lists every app, and loads without errors', async () => {
-    const { page, problems } = await loadPage(context(), `${origin()}/`);
-    for (const name of ['Sliders', 'Stream', 'Ping']) {
-      await expect(page.locator('main').getByRole('link', { name: new RegExp(`^${name}`) }).isVisible()).resolves.toBe(true);
-    }
-    await screenshot(page, `${layout}-index`);
-    expect(problems).toEqual([]);
-  }, TIMEOUT_MS);
+  test(
+    'the index lists every app, and loads without errors',
+    async () => {
+      const { page, problems } = await loadPage(context(), `${origin()}/`);
+      for (const name of ['Sliders', 'Stream', 'Ping']) {
+        await expect(
+          page
+            .locator('main')
+            .getByRole('link', { name: new RegExp(`^${name}`) })
+            .isVisible(),
+        ).resolves.toBe(true);
+      }
+      await screenshot(page, `${layout}-index`);
+      expect(problems).toEqual([]);
+    },
+    TIMEOUT_MS,
+  );
 
-  test('sliders: BokehJS renders the plot, the page says "Connected", a slider goes to the server and back, and nothing fails', async () => {
-    const { page, problems } = await openApp(context(), `${origin()}/apps/sliders`);
-    expect(await page.getByRole('heading', { level: 1 }).innerText()).toBe('Sliders');
-    expect(await connectionState(page)).toEqual({ state: 'connected', role: 'status', text: 'Connected' });
-    expect(await modelsPresent(page, SLIDERS_MODELS)).toEqual(SLIDERS_MODELS);
-    await eventually(async () => (await drawnPixels(page)) > 2_000, 5_000, 'the plot drawn on its canvas');
-    await screenshot(page, `${layout}-sliders`);
-    await sliderRoundTrip(page);
-    expect(problems).toEqual([]);
-  }, TIMEOUT_MS);
+  test(
+    'sliders: BokehJS renders the plot, the page says "Connected", a slider goes to the server and back, and nothing fails',
+    async () => {
+      const { page, problems } = await openApp(context(), `${origin()}/apps/sliders`);
+      expect(await page.getByRole('heading', { level: 1 }).innerText()).toBe('Sliders');
+      expect(await connectionState(page)).toEqual({ state: 'connected', role: 'status', text: 'Connected' });
+      expect(await modelsPresent(page, SLIDERS_MODELS)).toEqual(SLIDERS_MODELS);
+      await eventually(async () => (await drawnPixels(page)) > 2_000, 5_000, 'the plot drawn on its canvas');
+      await screenshot(page, `${layout}-sliders`);
+      await sliderRoundTrip(page);
+      expect(problems).toEqual([]);
+    },
+    TIMEOUT_MS,
+  );
 
-  test('stream: new points arrive from the server without any input', async () => {
-    const { page, problems } = await openApp(context(), `${origin()}/apps/stream`);
-    const before = (await column(page, 'source', 'x')).at(-1) ?? 0;
-    const after = await waitForColumn(page, 'source', 'x', (x) => (x.at(-1) ?? 0) >= before + 2, STREAM_WAIT_MS, 'two new points');
-    expect(after.length).toBeGreaterThan(0);
-    await eventually(async () => (await drawnPixels(page)) > 2_000, 5_000, 'the stream drawn on its canvas');
-    await screenshot(page, `${layout}-stream`);
-    expect(problems).toEqual([]);
-  }, TIMEOUT_MS);
+  test(
+    'stream: new points arrive from the server without any input',
+    async () => {
+      const { page, problems } = await openApp(context(), `${origin()}/apps/stream`);
+      const before = (await column(page, 'source', 'x')).at(-1) ?? 0;
+      const after = await waitForColumn(page, 'source', 'x', (x) => (x.at(-1) ?? 0) >= before + 2, STREAM_WAIT_MS, 'two new points');
+      expect(after.length).toBeGreaterThan(0);
+      await eventually(async () => (await drawnPixels(page)) > 2_000, 5_000, 'the stream drawn on its canvas');
+      await screenshot(page, `${layout}-stream`);
+      expect(problems).toEqual([]);
+    },
+    TIMEOUT_MS,
+  );
 
-  test('ping: the page loads and connects without errors', async () => {
-    const { page, problems } = await openApp(context(), `${origin()}/apps/ping`);
-    await screenshot(page, `${layout}-ping`);
-    expect(problems).toEqual([]);
-  }, TIMEOUT_MS);
+  test(
+    'ping: the page loads and connects without errors',
+    async () => {
+      const { page, problems } = await openApp(context(), `${origin()}/apps/ping`);
+      await screenshot(page, `${layout}-ping`);
+      expect(problems).toEqual([]);
+    },
+    TIMEOUT_MS,
+  );
 
-  test('two tabs get independent sessions: a slider moved in one leaves the other alone', async () => {
-    const first = await openAppWithSession(context(), `${origin()}/apps/sliders`);
-    const second = await openAppWithSession(context(), `${origin()}/apps/sliders`);
-    expect(first.sessionId).toMatch(/^[A-Za-z0-9]{44}/);
-    expect(second.sessionId).not.toBe(first.sessionId);
-    await sliderRoundTrip(first.page);
-    // The first tab's round trip is complete; anything shared would have reached the second by now.
-    await second.page.waitForTimeout(500);
-    expect(await modelValue(second.page, 'amplitude')).toBe(1);
-    expect(peak(await column(second.page, 'source', 'y'))).toBeCloseTo(1.0, 2);
-    expect([...first.problems, ...second.problems]).toEqual([]);
-  }, TIMEOUT_MS);
+  test(
+    'two tabs get independent sessions: a slider moved in one leaves the other alone',
+    async () => {
+      const first = await openAppWithSession(context(), `${origin()}/apps/sliders`);
+      const second = await openAppWithSession(context(), `${origin()}/apps/sliders`);
+      expect(first.sessionId).toMatch(/^[A-Za-z0-9]{44}/);
+      expect(second.sessionId).not.toBe(first.sessionId);
+      await sliderRoundTrip(first.page);
+      // The first tab's round trip is complete; anything shared would have reached the second by now.
+      await second.page.waitForTimeout(500);
+      expect(await modelValue(second.page, 'amplitude')).toBe(1);
+      expect(peak(await column(second.page, 'source', 'y'))).toBeCloseTo(1.0, 2);
+      expect([...first.problems, ...second.problems]).toEqual([]);
+    },
+    TIMEOUT_MS,
+  );
 }
 
 /** A site of the user's own on 127.0.0.1 that embeds an app: its origin is listed in PUBLIC_ORIGINS. */
@@ -147,7 +172,11 @@ const SITE_PORT = await getPort({ host: '127.0.0.1' });
  */
 async function serveSnippet(snippet: string, port: number): Promise<{ origin: string; close(): Promise<void> }> {
   const routes = new Map<string, (req: unknown, res: unknown) => void>();
-  new Script(snippet).runInNewContext({ URL, URLSearchParams, app: { get: (path: string, handler: (req: unknown, res: unknown) => void) => routes.set(path, handler) } });
+  new Script(snippet).runInNewContext({
+    URL,
+    URLSearchParams,
+    app: { get: (path: string, handler: (req: unknown, res: unknown) => void) => routes.set(path, handler) },
+  });
   const server = createServer((req, res) => {
     const handler = routes.get(new URL(req.url ?? '/', 'http://site').pathname);
     if (!handler) {
@@ -155,7 +184,10 @@ async function serveSnippet(snippet: string, port: number): Promise<{ origin: st
       res.writeHead(req.url === '/favicon.ico' ? 204 : 404).end();
       return;
     }
-    const reply = { type: (type: string) => (res.setHeader('content-type', type === 'html' ? 'text/html; charset=utf-8' : type), reply), send: (body: string) => res.end(body) };
+    const reply = {
+      type: (type: string) => (res.setHeader('content-type', type === 'html' ? 'text/html; charset=utf-8' : type), reply),
+      send: (body: string) => res.end(body),
+    };
     handler(req, reply);
   });
   await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
@@ -179,7 +211,11 @@ describeInBrowser('bare-dev in a browser: browser -> gateway -> bokeh', () => {
     await browser?.close();
   });
 
-  appPagesIn('bare-dev', () => stack().url, () => context);
+  appPagesIn(
+    'bare-dev',
+    () => stack().url,
+    () => context,
+  );
 
   test('after Bokeh restarts the page says "Connection lost" with a Reload button, and a reload brings a working session', async () => {
     const sliders = await openApp(context, `${stack().url}/apps/sliders`);
@@ -187,7 +223,11 @@ describeInBrowser('bare-dev in a browser: browser -> gateway -> bokeh', () => {
     await stack().container('bokeh').restart({ timeout: 10_000 });
 
     await sliders.page.locator('[data-connection="lost"]').waitFor({ timeout: 10_000 });
-    expect(await connectionState(sliders.page)).toMatchObject({ state: 'lost', role: 'alert', text: expect.stringMatching(/^Connection lost\. Reload the page/) });
+    expect(await connectionState(sliders.page)).toMatchObject({
+      state: 'lost',
+      role: 'alert',
+      text: expect.stringMatching(/^Connection lost\. Reload the page/),
+    });
     await eventually(async () => (await request(`${stack().url}/readyz`)).status === 200, 30_000, 'Bokeh ready again');
 
     // BokehJS retries on its own. The stream app's document comes back whole, and the page says so;
@@ -203,22 +243,33 @@ describeInBrowser('bare-dev in a browser: browser -> gateway -> bokeh', () => {
     await sliderRoundTrip(sliders.page);
   }, 60_000);
 
-  test("the page's Express snippet, run as a server of its own on another origin, embeds a working app", async () => {
-    const { page } = await openApp(context, `${stack().url}/apps/sliders`);
-    const snippet = await page.locator('.how pre code').innerText();
-    const site = await serveSnippet(snippet, SITE_PORT);
-    try {
-      const { page: user, problems } = await loadPage(context, `${site.origin}/report`, async (page) => {
-        await page.waitForFunction(() => (window as unknown as { Bokeh?: { documents: Array<{ get_model_by_name(name: string): unknown }> } }).Bokeh?.documents[0]?.get_model_by_name('source') != null, null, { timeout: 20_000 });
-      });
-      expect(await user.getByRole('heading', { level: 1 }).innerText()).toBe('Sliders');
-      await sliderRoundTrip(user);
-      await screenshot(user, 'bare-dev-snippet');
-      expect(problems).toEqual([]);
-    } finally {
-      await site.close();
-    }
-  }, TIMEOUT_MS);
+  test(
+    "the page's Express snippet, run as a server of its own on another origin, embeds a working app",
+    async () => {
+      const { page } = await openApp(context, `${stack().url}/apps/sliders`);
+      const snippet = await page.locator('.how pre code').innerText();
+      const site = await serveSnippet(snippet, SITE_PORT);
+      try {
+        const { page: user, problems } = await loadPage(context, `${site.origin}/report`, async (page) => {
+          await page.waitForFunction(
+            () =>
+              (window as unknown as { Bokeh?: { documents: Array<{ get_model_by_name(name: string): unknown }> } }).Bokeh?.documents[0]?.get_model_by_name(
+                'source',
+              ) != null,
+            null,
+            { timeout: 20_000 },
+          );
+        });
+        expect(await user.getByRole('heading', { level: 1 }).innerText()).toBe('Sliders');
+        await sliderRoundTrip(user);
+        await screenshot(user, 'bare-dev-snippet');
+        expect(problems).toEqual([]);
+      } finally {
+        await site.close();
+      }
+    },
+    TIMEOUT_MS,
+  );
 });
 
 describeInBrowser('NGINX in a browser: browser -> nginx (https) -> gateway -> bokeh', () => {
@@ -239,15 +290,23 @@ describeInBrowser('NGINX in a browser: browser -> nginx (https) -> gateway -> bo
     await browser?.close();
   });
 
-  appPagesIn('nginx', () => stack().nginx!.https, () => context);
+  appPagesIn(
+    'nginx',
+    () => stack().nginx!.https,
+    () => context,
+  );
 
-  test('a browser not told about the development certificate refuses the page', async () => {
-    const plain = await launchChromium();
-    try {
-      const page = await plain.newPage();
-      await expect(page.goto(`${stack().nginx!.https}/`)).rejects.toThrow(/ERR_CERT_AUTHORITY_INVALID/);
-    } finally {
-      await plain.close();
-    }
-  }, TIMEOUT_MS);
+  test(
+    'a browser not told about the development certificate refuses the page',
+    async () => {
+      const plain = await launchChromium();
+      try {
+        const page = await plain.newPage();
+        await expect(page.goto(`${stack().nginx!.https}/`)).rejects.toThrow(/ERR_CERT_AUTHORITY_INVALID/);
+      } finally {
+        await plain.close();
+      }
+    },
+    TIMEOUT_MS,
+  );
 });

@@ -59,7 +59,14 @@ describe('Bokeh stopped, then back', () => {
     expect((await fetch(`${stack().url}/healthz`)).status).toBe(200);
     const ready = await fetch(`${stack().url}/readyz`);
     expect(ready.status).toBe(503);
-    expect(await ready.json()).toMatchObject({ status: 'unavailable', apps: [{ app: 'sliders', ok: false }, { app: 'stream', ok: false }, { app: 'ping', ok: false }] });
+    expect(await ready.json()).toMatchObject({
+      status: 'unavailable',
+      apps: [
+        { app: 'sliders', ok: false },
+        { app: 'stream', ok: false },
+        { app: 'ping', ok: false },
+      ],
+    });
     expect((await fetch(`${stack().url}/`)).status).toBe(200);
   });
 

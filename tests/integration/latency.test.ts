@@ -13,14 +13,18 @@ describe('ping round trip through the gateway', () => {
     { nodelay: 'true', expectation: 'stays under 15 ms', check: (p50: number) => expect(p50).toBeLessThan(15) },
     // Stock Bokeh: the ~40 ms stall is back, which proves the check above can fail.
     { nodelay: 'false', expectation: 'shows the ~40 ms stall', check: (p50: number) => expect(p50).toBeGreaterThan(30) },
-  ])('with BOKEH_NODELAY=$nodelay, p50 $expectation', async ({ nodelay, check }) => {
-    const stack = await startStack({ environment: { BOKEH_NODELAY: nodelay } });
-    try {
-      const p50 = await pingP50(stack.url);
-      process.stdout.write(`[latency] ping p50 with BOKEH_NODELAY=${nodelay}: ${p50.toFixed(2)} ms\n`);
-      check(p50);
-    } finally {
-      await stack.down();
-    }
-  }, 300_000);
+  ])(
+    'with BOKEH_NODELAY=$nodelay, p50 $expectation',
+    async ({ nodelay, check }) => {
+      const stack = await startStack({ environment: { BOKEH_NODELAY: nodelay } });
+      try {
+        const p50 = await pingP50(stack.url);
+        process.stdout.write(`[latency] ping p50 with BOKEH_NODELAY=${nodelay}: ${p50.toFixed(2)} ms\n`);
+        check(p50);
+      } finally {
+        await stack.down();
+      }
+    },
+    300_000,
+  );
 });

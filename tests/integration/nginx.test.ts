@@ -70,7 +70,7 @@ describe('the app over https', () => {
 });
 
 describe('what NGINX adds', () => {
-  test("a session token swollen by large cookies fits the header limits of NGINX and the gateway", async () => {
+  test('a session token swollen by large cookies fits the header limits of NGINX and the gateway', async () => {
     // Bokeh copies the request's headers and cookies into the token, which then travels in
     // Sec-WebSocket-Protocol. 8 KB of random (incompressible) cookies is more than most sites set.
     const cookie = Array.from({ length: 8 }, (_, i) => `c${i}=${randomBytes(750).toString('base64url')}`).join('; ');

@@ -15,7 +15,20 @@ beforeAll(async () => {
   const port = await getPort({ host: '127.0.0.1' });
   origin = `http://127.0.0.1:${port}`;
   // The platform picks PORT; here it differs from the image's default on purpose.
-  const { stdout } = await run('docker', ['run', '-d', '--read-only', '--tmpfs', '/tmp', '-e', 'PORT=9000', '-e', `PUBLIC_ORIGINS=${origin}`, '-p', `127.0.0.1:${port}:9000`, IMAGE]);
+  const { stdout } = await run('docker', [
+    'run',
+    '-d',
+    '--read-only',
+    '--tmpfs',
+    '/tmp',
+    '-e',
+    'PORT=9000',
+    '-e',
+    `PUBLIC_ORIGINS=${origin}`,
+    '-p',
+    `127.0.0.1:${port}:9000`,
+    IMAGE,
+  ]);
   id = stdout.trim();
   await eventually(async () => (await request(`${origin}/readyz`)).status === 200, 60_000, 'the all-in-one container to be ready');
 }, 90_000);

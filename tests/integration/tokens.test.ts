@@ -13,10 +13,15 @@ const KEY = randomBytes(33).toString('base64url');
 /** Runs Python in the bokeh image with `input` as JSON on stdin; returns its JSON output. */
 function python(script: string, input: unknown): Promise<unknown> {
   return new Promise((resolve, reject) => {
-    const child = execFile('docker', ['run', '--rm', '-i', '--network', 'none', '--entrypoint', 'python3', IMAGE, '-c', script], { maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {
-      if (err) reject(new Error(`${err.message}\n${stderr}`));
-      else resolve(JSON.parse(stdout));
-    });
+    const child = execFile(
+      'docker',
+      ['run', '--rm', '-i', '--network', 'none', '--entrypoint', 'python3', IMAGE, '-c', script],
+      { maxBuffer: 16 * 1024 * 1024 },
+      (err, stdout, stderr) => {
+        if (err) reject(new Error(`${err.message}\n${stderr}`));
+        else resolve(JSON.parse(stdout));
+      },
+    );
     child.stdin!.end(JSON.stringify(input));
   });
 }
@@ -63,7 +68,7 @@ const EXTRA: Payload = {
   user: 'alice@example.com',
 };
 
-test('tokens minted by the gateway pass Bokeh\'s signature checks and read back the same', async () => {
+test("tokens minted by the gateway pass Bokeh's signature checks and read back the same", async () => {
   const sessionId = generateSessionId(Buffer.from(KEY));
   const tokens = [
     generateToken(sessionId, { secretKey: Buffer.from(KEY), extraPayload: EXTRA }),

@@ -140,7 +140,10 @@ export class BokehClient {
         header,
         metadata: JSON.parse(parts[1]!.data.toString()) as Record<string, unknown>,
         content: JSON.parse(parts[2]!.data.toString()) as BokehMessage['content'],
-        buffers: parts.slice(3).filter((part) => part.binary).map((part) => part.data),
+        buffers: parts
+          .slice(3)
+          .filter((part) => part.binary)
+          .map((part) => part.data),
       };
       this.messages.push(message);
       const waiter = this.waiters.find((candidate) => candidate.test(message));

@@ -80,7 +80,11 @@ const LOAD_ATTEMPTS = 3;
  * Opens `url` in a new tab of `context` and waits for `ready`. Returns the page and its problems,
  * from a load the machine's network did not disturb.
  */
-export async function loadPage(context: BrowserContext, url: string, ready: (page: Page, problems: string[]) => Promise<void> = async () => {}): Promise<LoadedPage> {
+export async function loadPage(
+  context: BrowserContext,
+  url: string,
+  ready: (page: Page, problems: string[]) => Promise<void> = async () => {},
+): Promise<LoadedPage> {
   for (let attempt = 1; ; attempt++) {
     const page = await context.newPage();
     const problems = watchProblems(page);
@@ -109,7 +113,9 @@ export function openApp(context: BrowserContext, url: string): Promise<AppPage> 
     } catch (err) {
       const state = await connectionState(page).catch(() => undefined);
       await screenshot(page, `failed-${new URL(url).pathname.replace(/\W+/g, '-')}`).catch(() => undefined);
-      throw new Error(`${url} did not get to "Connected": the page shows ${JSON.stringify(state)}; problems: ${JSON.stringify(problems)}; ${String(err)}`);
+      throw new Error(`${url} did not get to "Connected": the page shows ${JSON.stringify(state)}; problems: ${JSON.stringify(problems)}; ${String(err)}`, {
+        cause: err,
+      });
     }
   });
 }
@@ -145,14 +151,21 @@ export function modelValue(page: Page, name: string): Promise<unknown> {
 
 /** One column of a ColumnDataSource, as BokehJS in the page holds it. */
 export function column(page: Page, source: string, name: string): Promise<number[]> {
-  return page.evaluate(
-    ([model, field]) => Array.from((window as unknown as BokehWindow).Bokeh?.documents[0]?.get_model_by_name(model)?.data?.[field] ?? []),
-    [source, name] as const,
-  );
+  return page.evaluate(([model, field]) => Array.from((window as unknown as BokehWindow).Bokeh?.documents[0]?.get_model_by_name(model)?.data?.[field] ?? []), [
+    source,
+    name,
+  ] as const);
 }
 
 /** Waits until `probe(column)` holds in the page, polling BokehJS; returns the column then. */
-export async function waitForColumn(page: Page, source: string, name: string, probe: (values: number[]) => boolean, timeoutMs: number, what: string): Promise<number[]> {
+export async function waitForColumn(
+  page: Page,
+  source: string,
+  name: string,
+  probe: (values: number[]) => boolean,
+  timeoutMs: number,
+  what: string,
+): Promise<number[]> {
   const deadline = Date.now() + timeoutMs;
   let values: number[] = [];
   while (Date.now() < deadline) {

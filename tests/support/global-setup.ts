@@ -21,7 +21,10 @@ export default async function globalSetup(): Promise<void> {
     await run('docker', ['compose', '--profile', '*', 'build'], { cwd: root, maxBuffer: 64 * 1024 * 1024 });
     // Dev mode's gateway image: the `deps` stage of gateway/Dockerfile, mostly cached by the build above.
     await run('docker', ['compose', '-f', 'docker-compose.yml', '-f', 'compose.dev.yml', 'build', 'gateway'], { cwd: root, maxBuffer: 64 * 1024 * 1024 });
-    await run('docker', ['build', '-f', 'paas/Dockerfile', '-t', `bokeh-gateway-stack/app:${process.env.IMAGE_TAG || 'local'}`, ...baseImages, '.'], { cwd: root, maxBuffer: 64 * 1024 * 1024 });
+    await run('docker', ['build', '-f', 'paas/Dockerfile', '-t', `bokeh-gateway-stack/app:${process.env.IMAGE_TAG || 'local'}`, ...baseImages, '.'], {
+      cwd: root,
+      maxBuffer: 64 * 1024 * 1024,
+    });
   } catch (err) {
     const { stderr, stdout } = err as { stderr?: string; stdout?: string };
     throw new Error(

@@ -19,7 +19,8 @@ function check(outcome: RawReply | number, expectation: Expectation): void {
     return;
   }
   const statuses = [expectation.status].flat();
-  if (!statuses.includes(outcome.status ?? 0)) throw new Error(`expected HTTP ${statuses.join(' or ')}, got ${outcome.status ?? 'no answer'}: ${outcome.body.slice(0, 300)}`);
+  if (!statuses.includes(outcome.status ?? 0))
+    throw new Error(`expected HTTP ${statuses.join(' or ')}, got ${outcome.status ?? 'no answer'}: ${outcome.body.slice(0, 300)}`);
   if (expectation.message) expect(readable(outcome.body)).toMatch(expectation.message);
 }
 
@@ -44,22 +45,32 @@ export function hostileSuite(layout: Front['layout']): void {
     const front = frontOf(stack());
     const token = await pageToken(front);
     replay = { token, mintedAt: Date.now() };
-    const client = await BokehClient.connect(`${front.url.replace(/^http/, 'ws')}${PREFIX}/ping/ws`, token, { origin: front.origin, ...(front.ca ? { ca: front.ca } : {}) });
+    const client = await BokehClient.connect(`${front.url.replace(/^http/, 'ws')}${PREFIX}/ping/ws`, token, {
+      origin: front.origin,
+      ...(front.ca ? { ca: front.ca } : {}),
+    });
     await client.pullDocument();
     await client.close();
   });
 
-  test.each(HOSTILE_CASES.map((item) => [item.name, item] as const))('%s: a clear answer, and the stack keeps serving', async (_name, item) => {
-    const front = frontOf(stack());
-    check(await item.run(front), (layout === 'nginx' ? item.nginx : undefined) ?? item.expect);
-    await servesSession(front);
-  }, 40_000);
+  test.each(HOSTILE_CASES.map((item) => [item.name, item] as const))(
+    '%s: a clear answer, and the stack keeps serving',
+    async (_name, item) => {
+      const front = frontOf(stack());
+      check(await item.run(front), (layout === 'nginx' ? item.nginx : undefined) ?? item.expect);
+      await servesSession(front);
+    },
+    40_000,
+  );
 
   test('a real token replayed after it expired: refused with a reason, the stack keeps serving', async () => {
     const front = frontOf(stack());
     const wait = replay!.mintedAt + (Number(HOSTILE_ENVIRONMENT.SESSION_TOKEN_EXPIRATION_S) + 1) * 1000 - Date.now();
     if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
-    check(await upgrade(front, `${PREFIX}/ping/ws`, { 'Sec-WebSocket-Protocol': `bokeh, ${replay!.token}` }), { status: 403, message: /expired; reload the page/ });
+    check(await upgrade(front, `${PREFIX}/ping/ws`, { 'Sec-WebSocket-Protocol': `bokeh, ${replay!.token}` }), {
+      status: 403,
+      message: /expired; reload the page/,
+    });
     await servesSession(front);
   }, 40_000);
 }

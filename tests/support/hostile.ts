@@ -98,7 +98,12 @@ function hostOf(front: Front): string {
 
 /** A GET with `headers`, on a connection the server should close after answering. */
 export function get(front: Front, target: string, headers: Record<string, string> = {}, method = 'GET'): Promise<RawReply> {
-  const lines = [`${method} ${target} HTTP/1.1`, `Host: ${hostOf(front)}`, 'Connection: close', ...Object.entries(headers).map(([name, value]) => `${name}: ${value}`)];
+  const lines = [
+    `${method} ${target} HTTP/1.1`,
+    `Host: ${hostOf(front)}`,
+    'Connection: close',
+    ...Object.entries(headers).map(([name, value]) => `${name}: ${value}`),
+  ];
   return raw(front, [`${lines.join('\r\n')}\r\n\r\n`]);
 }
 
@@ -114,7 +119,11 @@ export function upgrade(front: Front, target: string, changes: Record<string, st
     Origin: front.origin,
     ...changes,
   };
-  const lines = [`${method} ${target} HTTP/1.1`, `Host: ${hostOf(front)}`, ...Object.entries(headers).flatMap(([name, value]) => (value === undefined ? [] : [`${name}: ${value}`]))];
+  const lines = [
+    `${method} ${target} HTTP/1.1`,
+    `Host: ${hostOf(front)}`,
+    ...Object.entries(headers).flatMap(([name, value]) => (value === undefined ? [] : [`${name}: ${value}`])),
+  ];
   return raw(front, [`${lines.join('\r\n')}\r\n\r\n`]);
 }
 
@@ -140,7 +149,10 @@ export async function servesSession(front: Front): Promise<void> {
 /** Sends one message larger than the stack's limit on an open session; resolves with the close code. */
 export async function oversizedMessage(front: Front, bytes: number): Promise<number> {
   const token = await pageToken(front);
-  const socket = new WebSocket(`${front.url.replace(/^http/, 'ws')}${PREFIX}/ping/ws`, ['bokeh', token], { origin: front.origin, ...(front.ca ? { ca: front.ca } : {}) });
+  const socket = new WebSocket(`${front.url.replace(/^http/, 'ws')}${PREFIX}/ping/ws`, ['bokeh', token], {
+    origin: front.origin,
+    ...(front.ca ? { ca: front.ca } : {}),
+  });
   await new Promise((resolve, reject) => {
     socket.once('open', resolve);
     socket.once('error', reject);
@@ -183,15 +195,34 @@ const autoload = (app: string, query = '') => `${PREFIX}/${app}/autoload.js?boke
 
 export const HOSTILE_CASES: HostileCase[] = [
   // --- Session tokens and ids at the WebSocket -----------------------------------------------
-  { name: 'WebSocket with a token that is not a token', run: (f) => upgrade(f, ws(), { 'Sec-WebSocket-Protocol': protocols('bokeh', 'not-a-token') }), expect: { status: 403, message: /session token is malformed/ } },
+  {
+    name: 'WebSocket with a token that is not a token',
+    run: (f) => upgrade(f, ws(), { 'Sec-WebSocket-Protocol': protocols('bokeh', 'not-a-token') }),
+    expect: { status: 403, message: /session token is malformed/ },
+  },
   {
     name: 'WebSocket with a token signed by another key',
-    run: (f) => upgrade(f, ws(), { 'Sec-WebSocket-Protocol': protocols('bokeh', mintToken({ ...f.stack, secretKey: Buffer.from('another-deployments-key-0123456789abcdef') })) }),
+    run: (f) =>
+      upgrade(f, ws(), {
+        'Sec-WebSocket-Protocol': protocols('bokeh', mintToken({ ...f.stack, secretKey: Buffer.from('another-deployments-key-0123456789abcdef') })),
+      }),
     expect: { status: 403, message: /not signed with this deployment's key/ },
   },
-  { name: 'WebSocket with a tampered token (expiry pushed back)', run: (f) => upgrade(f, ws(), { 'Sec-WebSocket-Protocol': protocols('bokeh', tamperedExpiry(mintToken(f.stack))) }), expect: { status: 403, message: /not signed/ } },
-  { name: 'WebSocket with an expired token', run: (f) => upgrade(f, ws(), { 'Sec-WebSocket-Protocol': protocols('bokeh', mintToken(f.stack, { now: hourAgo() })) }), expect: { status: 403, message: /expired; reload the page/ } },
-  { name: 'WebSocket with an unsigned token', run: (f) => upgrade(f, ws(), { 'Sec-WebSocket-Protocol': protocols('bokeh', mintToken(f.stack).split('.')[0]!) }), expect: { status: 403, message: /not signed/ } },
+  {
+    name: 'WebSocket with a tampered token (expiry pushed back)',
+    run: (f) => upgrade(f, ws(), { 'Sec-WebSocket-Protocol': protocols('bokeh', tamperedExpiry(mintToken(f.stack))) }),
+    expect: { status: 403, message: /not signed/ },
+  },
+  {
+    name: 'WebSocket with an expired token',
+    run: (f) => upgrade(f, ws(), { 'Sec-WebSocket-Protocol': protocols('bokeh', mintToken(f.stack, { now: hourAgo() })) }),
+    expect: { status: 403, message: /expired; reload the page/ },
+  },
+  {
+    name: 'WebSocket with an unsigned token',
+    run: (f) => upgrade(f, ws(), { 'Sec-WebSocket-Protocol': protocols('bokeh', mintToken(f.stack).split('.')[0]!) }),
+    expect: { status: 403, message: /not signed/ },
+  },
   {
     name: 'WebSocket with a signed token around an unsigned session id',
     run: (f) => upgrade(f, ws(), { 'Sec-WebSocket-Protocol': protocols('bokeh', mintToken(f.stack, { sessionId: 'U'.repeat(44) })) }),
@@ -203,42 +234,124 @@ export const HOSTILE_CASES: HostileCase[] = [
     expect: { status: 403, message: /malformed/ },
   },
   // --- Session tokens and ids on the HTTP requests that create sessions ----------------------
-  { name: 'autoload.js with a forged bokeh-token', run: (f) => get(f, autoload('ping', `&bokeh-token=${b64('{"session_id": "x"}')}.forged`)), expect: { status: 403, message: /not signed/ } },
-  { name: 'autoload.js with an expired bokeh-token (a stale tab)', run: (f) => get(f, autoload('ping', `&bokeh-token=${mintToken(f.stack, { now: hourAgo() })}`)), expect: { status: 403, message: /expired; reload the page/ } },
-  { name: 'autoload.js with an unsigned bokeh-session-id', run: (f) => get(f, autoload('ping', `&bokeh-session-id=${'S'.repeat(44)}`)), expect: { status: 403, message: /session id is not signed/ } },
-  { name: 'app page with a forged Bokeh-Session-Id header', run: (f) => get(f, `${PREFIX}/ping`, { 'Bokeh-Session-Id': `${'S'.repeat(44)}.forged` }), expect: { status: 403, message: /session id is not signed/ } },
+  {
+    name: 'autoload.js with a forged bokeh-token',
+    run: (f) => get(f, autoload('ping', `&bokeh-token=${b64('{"session_id": "x"}')}.forged`)),
+    expect: { status: 403, message: /not signed/ },
+  },
+  {
+    name: 'autoload.js with an expired bokeh-token (a stale tab)',
+    run: (f) => get(f, autoload('ping', `&bokeh-token=${mintToken(f.stack, { now: hourAgo() })}`)),
+    expect: { status: 403, message: /expired; reload the page/ },
+  },
+  {
+    name: 'autoload.js with an unsigned bokeh-session-id',
+    run: (f) => get(f, autoload('ping', `&bokeh-session-id=${'S'.repeat(44)}`)),
+    expect: { status: 403, message: /session id is not signed/ },
+  },
+  {
+    name: 'app page with a forged Bokeh-Session-Id header',
+    run: (f) => get(f, `${PREFIX}/ping`, { 'Bokeh-Session-Id': `${'S'.repeat(44)}.forged` }),
+    expect: { status: 403, message: /session id is not signed/ },
+  },
   {
     name: 'autoload.js with both a token and a session id',
     run: (f) => get(f, autoload('ping', `&bokeh-token=${mintToken(f.stack)}&bokeh-session-id=x`)),
     expect: { status: 400, message: /at most one of bokeh-token, bokeh-session-id/ },
   },
   // --- Cross-site WebSockets -------------------------------------------------------------------
-  { name: 'WebSocket from another site', run: async (f) => upgrade(f, ws(), { Origin: 'https://evil.example', 'Sec-WebSocket-Protocol': protocols('bokeh', mintToken(f.stack)) }), expect: { status: 403, message: /add that origin to PUBLIC_ORIGINS/ } },
-  { name: 'WebSocket from an opaque origin ("null")', run: async (f) => upgrade(f, ws(), { Origin: 'null', 'Sec-WebSocket-Protocol': protocols('bokeh', mintToken(f.stack)) }), expect: { status: 403, message: /PUBLIC_ORIGINS/ } },
+  {
+    name: 'WebSocket from another site',
+    run: async (f) => upgrade(f, ws(), { Origin: 'https://evil.example', 'Sec-WebSocket-Protocol': protocols('bokeh', mintToken(f.stack)) }),
+    expect: { status: 403, message: /add that origin to PUBLIC_ORIGINS/ },
+  },
+  {
+    name: 'WebSocket from an opaque origin ("null")',
+    run: async (f) => upgrade(f, ws(), { Origin: 'null', 'Sec-WebSocket-Protocol': protocols('bokeh', mintToken(f.stack)) }),
+    expect: { status: 403, message: /PUBLIC_ORIGINS/ },
+  },
   {
     name: 'WebSocket from the same host on another port',
-    run: async (f) => upgrade(f, ws(), { Origin: `${new URL(f.origin).protocol}//127.0.0.1:1`, 'Sec-WebSocket-Protocol': protocols('bokeh', mintToken(f.stack)) }),
+    run: async (f) =>
+      upgrade(f, ws(), { Origin: `${new URL(f.origin).protocol}//127.0.0.1:1`, 'Sec-WebSocket-Protocol': protocols('bokeh', mintToken(f.stack)) }),
     expect: { status: 403, message: /PUBLIC_ORIGINS/ },
   },
   // --- Subprotocols ----------------------------------------------------------------------------
   { name: 'WebSocket without subprotocols', run: (f) => upgrade(f, ws()), expect: { status: 400, message: /exactly two subprotocols/ } },
-  { name: 'WebSocket offering only "bokeh"', run: (f) => upgrade(f, ws(), { 'Sec-WebSocket-Protocol': 'bokeh' }), expect: { status: 400, message: /exactly two subprotocols/ } },
-  { name: 'WebSocket offering "bokeh" twice', run: (f) => upgrade(f, ws(), { 'Sec-WebSocket-Protocol': 'bokeh, bokeh' }), expect: { status: 403, message: /malformed/ } },
-  { name: 'WebSocket with the token before "bokeh"', run: (f) => upgrade(f, ws(), { 'Sec-WebSocket-Protocol': protocols(mintToken(f.stack), 'bokeh') }), expect: { status: 400, message: /"bokeh" and then the session token/ } },
-  { name: 'WebSocket with a third subprotocol', run: (f) => upgrade(f, ws(), { 'Sec-WebSocket-Protocol': protocols('bokeh', mintToken(f.stack), 'chat') }), expect: { status: 400, message: /exactly two/ } },
-  { name: 'WebSocket with garbage subprotocols', run: (f) => upgrade(f, ws(), { 'Sec-WebSocket-Protocol': ',,, ;;; ' }), expect: { status: 400, message: /exactly two/ } },
+  {
+    name: 'WebSocket offering only "bokeh"',
+    run: (f) => upgrade(f, ws(), { 'Sec-WebSocket-Protocol': 'bokeh' }),
+    expect: { status: 400, message: /exactly two subprotocols/ },
+  },
+  {
+    name: 'WebSocket offering "bokeh" twice',
+    run: (f) => upgrade(f, ws(), { 'Sec-WebSocket-Protocol': 'bokeh, bokeh' }),
+    expect: { status: 403, message: /malformed/ },
+  },
+  {
+    name: 'WebSocket with the token before "bokeh"',
+    run: (f) => upgrade(f, ws(), { 'Sec-WebSocket-Protocol': protocols(mintToken(f.stack), 'bokeh') }),
+    expect: { status: 400, message: /"bokeh" and then the session token/ },
+  },
+  {
+    name: 'WebSocket with a third subprotocol',
+    run: (f) => upgrade(f, ws(), { 'Sec-WebSocket-Protocol': protocols('bokeh', mintToken(f.stack), 'chat') }),
+    expect: { status: 400, message: /exactly two/ },
+  },
+  {
+    name: 'WebSocket with garbage subprotocols',
+    run: (f) => upgrade(f, ws(), { 'Sec-WebSocket-Protocol': ',,, ;;; ' }),
+    expect: { status: 400, message: /exactly two/ },
+  },
   // --- Malformed upgrades ----------------------------------------------------------------------
-  { name: 'WebSocket version 8', run: (f) => upgrade(f, ws(), { 'Sec-WebSocket-Version': '8', 'Sec-WebSocket-Protocol': protocols('bokeh', mintToken(f.stack)) }), expect: { status: 400, message: /Sec-WebSocket-Version must be 13/ } },
-  { name: 'WebSocket without a key', run: (f) => upgrade(f, ws(), { 'Sec-WebSocket-Key': undefined, 'Sec-WebSocket-Protocol': protocols('bokeh', mintToken(f.stack)) }), expect: { status: 400, message: /Sec-WebSocket-Key/ } },
-  { name: 'WebSocket with a malformed key', run: (f) => upgrade(f, ws(), { 'Sec-WebSocket-Key': 'short', 'Sec-WebSocket-Protocol': protocols('bokeh', mintToken(f.stack)) }), expect: { status: 400, message: /Sec-WebSocket-Key/ } },
-  { name: 'Upgrade to something other than WebSocket', run: (f) => upgrade(f, ws(), { Upgrade: 'h2c', 'Sec-WebSocket-Protocol': protocols('bokeh', mintToken(f.stack)) }), expect: { status: 400, message: /Upgrade header must be "websocket"/ } },
-  { name: 'WebSocket handshake with POST', run: (f) => upgrade(f, ws(), { 'Sec-WebSocket-Protocol': protocols('bokeh', mintToken(f.stack)) }, 'POST'), expect: { status: 400, message: /use GET/ } },
-  { name: 'WebSocket to an app that does not exist', run: (f) => upgrade(f, ws('nope'), { 'Sec-WebSocket-Protocol': protocols('bokeh', mintToken(f.stack)) }), expect: { status: 404, message: /no app named "nope"/ } },
-  { name: 'WebSocket to a Bokeh app that is not listed', run: (f) => upgrade(f, ws('stream'), { 'Sec-WebSocket-Protocol': protocols('bokeh', mintToken(f.stack)) }), expect: { status: 404, message: /no app named "stream"/ } },
-  { name: 'WebSocket upgrade on a path that is not a socket', run: (f) => upgrade(f, `${PREFIX}/ping/autoload.js`, { 'Sec-WebSocket-Protocol': protocols('bokeh', mintToken(f.stack)) }), expect: { status: 404, message: /only at \/bokeh\/<app>\/ws/ } },
+  {
+    name: 'WebSocket version 8',
+    run: (f) => upgrade(f, ws(), { 'Sec-WebSocket-Version': '8', 'Sec-WebSocket-Protocol': protocols('bokeh', mintToken(f.stack)) }),
+    expect: { status: 400, message: /Sec-WebSocket-Version must be 13/ },
+  },
+  {
+    name: 'WebSocket without a key',
+    run: (f) => upgrade(f, ws(), { 'Sec-WebSocket-Key': undefined, 'Sec-WebSocket-Protocol': protocols('bokeh', mintToken(f.stack)) }),
+    expect: { status: 400, message: /Sec-WebSocket-Key/ },
+  },
+  {
+    name: 'WebSocket with a malformed key',
+    run: (f) => upgrade(f, ws(), { 'Sec-WebSocket-Key': 'short', 'Sec-WebSocket-Protocol': protocols('bokeh', mintToken(f.stack)) }),
+    expect: { status: 400, message: /Sec-WebSocket-Key/ },
+  },
+  {
+    name: 'Upgrade to something other than WebSocket',
+    run: (f) => upgrade(f, ws(), { Upgrade: 'h2c', 'Sec-WebSocket-Protocol': protocols('bokeh', mintToken(f.stack)) }),
+    expect: { status: 400, message: /Upgrade header must be "websocket"/ },
+  },
+  {
+    name: 'WebSocket handshake with POST',
+    run: (f) => upgrade(f, ws(), { 'Sec-WebSocket-Protocol': protocols('bokeh', mintToken(f.stack)) }, 'POST'),
+    expect: { status: 400, message: /use GET/ },
+  },
+  {
+    name: 'WebSocket to an app that does not exist',
+    run: (f) => upgrade(f, ws('nope'), { 'Sec-WebSocket-Protocol': protocols('bokeh', mintToken(f.stack)) }),
+    expect: { status: 404, message: /no app named "nope"/ },
+  },
+  {
+    name: 'WebSocket to a Bokeh app that is not listed',
+    run: (f) => upgrade(f, ws('stream'), { 'Sec-WebSocket-Protocol': protocols('bokeh', mintToken(f.stack)) }),
+    expect: { status: 404, message: /no app named "stream"/ },
+  },
+  {
+    name: 'WebSocket upgrade on a path that is not a socket',
+    run: (f) => upgrade(f, `${PREFIX}/ping/autoload.js`, { 'Sec-WebSocket-Protocol': protocols('bokeh', mintToken(f.stack)) }),
+    expect: { status: 404, message: /only at \/bokeh\/<app>\/ws/ },
+  },
   { name: 'plain GET on the WebSocket endpoint', run: (f) => get(f, ws()), expect: { status: 426, message: /connect to it with a WebSocket client/ } },
   // --- Sizes -----------------------------------------------------------------------------------
-  { name: 'request headers over 64 KB', run: (f) => get(f, `${PREFIX}/ping`, { Cookie: `big=${'x'.repeat(70 * 1024)}` }), expect: { status: 431, message: /exceed 64 KB/ }, nginx: { status: 400 } },
+  {
+    name: 'request headers over 64 KB',
+    run: (f) => get(f, `${PREFIX}/ping`, { Cookie: `big=${'x'.repeat(70 * 1024)}` }),
+    expect: { status: 431, message: /exceed 64 KB/ },
+    nginx: { status: 400 },
+  },
   { name: 'a request target of 100 KB', run: (f) => get(f, `${PREFIX}/ping?${'q'.repeat(100 * 1024)}`), expect: { status: 431 }, nginx: { status: 414 } },
   { name: 'a WebSocket message over WS_MAX_MESSAGE_BYTES', run: (f) => oversizedMessage(f, 1024 * 1024 + 1), expect: { closeCode: 1009 } },
   {
@@ -249,11 +362,25 @@ export const HOSTILE_CASES: HostileCase[] = [
     nginx: { status: 413 },
   },
   // --- Paths -----------------------------------------------------------------------------------
-  { name: 'dot-dot segments under the prefix', run: (f) => get(f, `${PREFIX}/static/../../app/serve.py`), expect: { status: 400, message: /dot segments/ }, nginx: { status: [400, 404] } },
-  { name: 'percent-encoded dot-dot segments', run: (f) => get(f, `${PREFIX}/static/%2e%2e/%2e%2e/app/serve.py`), expect: { status: 400, message: /dot segments/ } },
+  {
+    name: 'dot-dot segments under the prefix',
+    run: (f) => get(f, `${PREFIX}/static/../../app/serve.py`),
+    expect: { status: 400, message: /dot segments/ },
+    nginx: { status: [400, 404] },
+  },
+  {
+    name: 'percent-encoded dot-dot segments',
+    run: (f) => get(f, `${PREFIX}/static/%2e%2e/%2e%2e/app/serve.py`),
+    expect: { status: 400, message: /dot segments/ },
+  },
   { name: 'percent-encoded slashes', run: (f) => get(f, `${PREFIX}/static/..%2f..%2fapp%2fserve.py`), expect: { status: 400, message: /encoded slashes/ } },
   { name: 'backslashes', run: (f) => get(f, `${PREFIX}/static/%5c..%5capp%5cserve.py`), expect: { status: 400, message: /encoded slashes or backslashes/ } },
-  { name: 'an encoded NUL byte', run: (f) => get(f, `${PREFIX}/static/js/bokeh.min.js%00.png`), expect: { status: 400, message: /control characters/ }, nginx: { status: 400 } },
+  {
+    name: 'an encoded NUL byte',
+    run: (f) => get(f, `${PREFIX}/static/js/bokeh.min.js%00.png`),
+    expect: { status: 400, message: /control characters/ },
+    nginx: { status: 400 },
+  },
   { name: 'double percent-encoding', run: (f) => get(f, `${PREFIX}/static/%252e%252e/serve.py`), expect: { status: 400, message: /double percent-encoding/ } },
   { name: 'empty path segments', run: (f) => get(f, `${PREFIX}//ping`), expect: { status: 400, message: /empty path segments/ } },
   { name: "Bokeh's own index of every app", run: (f) => get(f, `${PREFIX}/`), expect: { status: 404, message: /index is not served/ } },
@@ -266,15 +393,24 @@ export const HOSTILE_CASES: HostileCase[] = [
   { name: 'a request line that is not HTTP', run: (f) => raw(f, ['HELLO WORLD\r\n\r\n']), expect: { status: 400 } },
   {
     name: 'Content-Length and Transfer-Encoding together (request smuggling)',
-    run: (f) => raw(f, [`GET ${PREFIX}/ping HTTP/1.1\r\nHost: ${hostOf(f)}\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n0\r\n\r\n`]),
+    run: (f) =>
+      raw(f, [`GET ${PREFIX}/ping HTTP/1.1\r\nHost: ${hostOf(f)}\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n0\r\n\r\n`]),
     expect: { status: 400 },
   },
-  { name: 'a header with a control character', run: (f) => raw(f, [`GET ${PREFIX}/ping HTTP/1.1\r\nHost: ${hostOf(f)}\r\nX-Bad: a\u0001b\r\nConnection: close\r\n\r\n`]), expect: { status: 400 } },
+  {
+    name: 'a header with a control character',
+    run: (f) => raw(f, [`GET ${PREFIX}/ping HTTP/1.1\r\nHost: ${hostOf(f)}\r\nX-Bad: a\u0001b\r\nConnection: close\r\n\r\n`]),
+    expect: { status: 400 },
+  },
   { name: 'HTTP/1.1 without a Host header', run: (f) => raw(f, [`GET ${PREFIX}/ping HTTP/1.1\r\nConnection: close\r\n\r\n`]), expect: { status: 400 } },
   // --- Slow clients ----------------------------------------------------------------------------
   {
     name: 'slowloris: headers dripped one line every second',
-    run: (f) => raw(f, [`GET ${PREFIX}/ping HTTP/1.1\r\nHost: ${hostOf(f)}\r\n`, ...Array.from({ length: 40 }, (_, i) => `X-Drip-${i}: ${i}\r\n`)], { gapMs: 1_000, timeoutMs: 30_000 }),
+    run: (f) =>
+      raw(f, [`GET ${PREFIX}/ping HTTP/1.1\r\nHost: ${hostOf(f)}\r\n`, ...Array.from({ length: 40 }, (_, i) => `X-Drip-${i}: ${i}\r\n`)], {
+        gapMs: 1_000,
+        timeoutMs: 30_000,
+      }),
     // HEADERS_TIMEOUT_MS is 3 s in this stack; Node checks it every second.
     expect: { closed: 'any', withinMs: 6_000, status: [408] },
     // NGINX's client_header_timeout is 15 s; it closes without an answer. The gateway never

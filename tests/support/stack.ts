@@ -55,7 +55,13 @@ export interface StackOptions {
   extraOrigins?: string[];
 }
 
-export async function startStack({ nginx = false, composeFiles = [COMPOSE_FILE], environment = {}, secretKey = 'random', extraOrigins = [] }: StackOptions = {}): Promise<Stack> {
+export async function startStack({
+  nginx = false,
+  composeFiles = [COMPOSE_FILE],
+  environment = {},
+  secretKey = 'random',
+  extraOrigins = [],
+}: StackOptions = {}): Promise<Stack> {
   const key = secretKey === 'random' ? randomBytes(33).toString('base64url') : undefined;
   const port = await getPort({ host: '127.0.0.1' });
   const ports = nginx ? { http: await getPort({ host: '127.0.0.1' }), https: await getPort({ host: '127.0.0.1' }) } : undefined;
@@ -65,7 +71,12 @@ export async function startStack({ nginx = false, composeFiles = [COMPOSE_FILE],
     `http://localhost:${port}`,
     ...extraOrigins,
   ];
-  let environmentForCompose: Record<string, string> = { GATEWAY_PORT: String(port), PUBLIC_ORIGINS: origins.join(','), ...(key ? { BOKEH_SECRET_KEY: key } : {}), ...environment };
+  let environmentForCompose: Record<string, string> = {
+    GATEWAY_PORT: String(port),
+    PUBLIC_ORIGINS: origins.join(','),
+    ...(key ? { BOKEH_SECRET_KEY: key } : {}),
+    ...environment,
+  };
   if (ports) {
     // Loopback only: tests never open ports on the machine's network interfaces.
     environmentForCompose = { NGINX_BIND: '127.0.0.1', NGINX_HTTP_PORT: String(ports.http), NGINX_HTTPS_PORT: String(ports.https), ...environmentForCompose };

@@ -4,8 +4,7 @@ from bokeh.io import curdoc
 from bokeh.layouts import column
 from bokeh.models import Div, Slider
 
-ping = Slider(title="Ping", value=0, start=0, end=1000, step=1, name="ping",
-              sizing_mode="stretch_width")
+ping = Slider(title="Ping", value=0, start=0, end=1000, step=1, name="ping", sizing_mode="stretch_width")
 pong = Div(text="pong -", name="pong")
 
 
