@@ -18,6 +18,7 @@ beforeAll(async () => {
     PORT: '0',
     LISTEN_ADDRESS: '127.0.0.1',
     BOKEH_URL: 'http://127.0.0.1:9',
+    BOKEH_SECRET_KEY: 'pages-test-key_0123456789abcdefghijklmnop',
     PUBLIC_ORIGINS: 'https://dash.example.com',
     LOG_LEVEL: 'silent',
   });
