@@ -95,10 +95,21 @@ async function measurePath(path: BenchPath, s: Settings, recorder: Recorder, fai
   const noteFailures = (what: string, count: number) => {
     if (count > 0) failures.push(`${path.label}: ${what}: ${count} failed`);
   };
+  // A measurement that fails outright is reported and the run goes on with the next one.
+  const attempt = async <T>(what: string, measure: () => Promise<T>): Promise<T | undefined> => {
+    try {
+      return await measure();
+    } catch (err) {
+      failures.push(`${path.label}: ${what}: ${(err as Error).message}`);
+      log(`${path.label}: ${what} FAILED: ${(err as Error).message}`);
+      return undefined;
+    }
+  };
 
   const rtGroup = 'WebSocket round trip (ping app: slider PATCH-DOC -> server callback -> PATCH-DOC back)';
   for (const sessions of s.sessions) {
-    const r = await roundTrips(path, sessions, s.roundTrips, s.roundTripSeconds);
+    const r = await attempt(`round trips with ${sessions} sessions`, () => roundTrips(path, sessions, s.roundTrips, s.roundTripSeconds));
+    if (!r) continue;
     log(`${path.label}: ${sessions} sessions, ${r.roundTrips} round trips, p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms`);
     const label = `${sessions} session${sessions === 1 ? '' : 's'}`;
     for (const p of ['p50', 'p90', 'p99'] as const) record({ id: `rt.c${sessions}.${p}`, group: rtGroup, label: `${label}, ${p}`, unit: 'ms', better: 'lower' }, r[p]);
@@ -107,15 +118,18 @@ async function measurePath(path: BenchPath, s: Settings, recorder: Recorder, fai
 
   const pushGroup = 'Server push (push app: a burst of PATCH-DOCs as fast as Bokeh makes them)';
   for (const clients of s.pushClients) {
-    const r = await push(path, clients, 'small', Math.max(1, Math.round(s.pushSmall / clients)));
+    const r = await attempt(`small push to ${clients} clients`, () => push(path, clients, 'small', Math.max(1, Math.round(s.pushSmall / clients))));
+    if (!r) continue;
     log(`${path.label}: push to ${clients} clients, ${r.messages} messages, ${r.messagesPerSecond.toFixed(0)} msg/s`);
     record({ id: `push.small.n${clients}`, group: pushGroup, label: `small updates, ${clients} client${clients === 1 ? '' : 's'}`, unit: 'msg/s', better: 'higher' }, r.messagesPerSecond);
     noteFailures(`small push to ${clients} clients`, r.failures);
   }
-  const large = await push(path, 1, 'large', s.pushLarge, s.pushLargeBytes);
-  log(`${path.label}: ${s.pushLarge} × ${s.pushLargeBytes} B buffers, ${(large.bytesPerSecond / 1e6).toFixed(1)} MB/s`);
-  record({ id: 'push.large.n1', group: pushGroup, label: `${s.pushLargeBytes / MIB} MiB binary buffers, 1 client`, unit: 'MB/s', better: 'higher' }, large.bytesPerSecond / 1e6);
-  noteFailures('large push', large.failures);
+  const large = await attempt('large push', () => push(path, 1, 'large', s.pushLarge, s.pushLargeBytes));
+  if (large) {
+    log(`${path.label}: ${s.pushLarge} × ${s.pushLargeBytes} B buffers, ${(large.bytesPerSecond / 1e6).toFixed(1)} MB/s`);
+    record({ id: 'push.large.n1', group: pushGroup, label: `${s.pushLargeBytes / MIB} MiB binary buffers, 1 client`, unit: 'MB/s', better: 'higher' }, large.bytesPerSecond / 1e6);
+    noteFailures('large push', large.failures);
+  }
 
   if (!HTTP_PATHS.includes(path.id)) return;
   const httpGroup = `HTTP (autocannon, ${s.httpConnections} connections)`;
@@ -123,7 +137,8 @@ async function measurePath(path: BenchPath, s: Settings, recorder: Recorder, fai
     ['static', 'static JS', `${path.origin}${staticJs}`],
     ['autoload', 'autoload.js', autoloadUrl(path, 'ping')],
   ] as const) {
-    const r = await http(url, s.httpConnections, s.httpLoad);
+    const r = await attempt(`HTTP ${what}`, () => http(url, s.httpConnections, s.httpLoad));
+    if (!r) continue;
     log(`${path.label}: ${what} ${r.requestsPerSecond.toFixed(0)} req/s, p50 ${r.p50} ms, p99 ${r.p99} ms`);
     record({ id: `http.${key}.rps`, group: httpGroup, label: `${what}, requests/s`, unit: 'req/s', better: 'higher' }, r.requestsPerSecond);
     record({ id: `http.${key}.p50`, group: httpGroup, label: `${what}, p50`, unit: 'ms', better: 'lower' }, r.p50);
@@ -171,13 +186,21 @@ async function main(): Promise<void> {
       log(`repetition ${rep} of ${settings.reps}`);
       // Paths take turns within each repetition, so drift on a shared machine hits them alike.
       for (const id of PATH_ORDER) await measurePath(stack.paths[id], settings, recorder, failures, staticJs);
-      const c = await capacity(stack.paths.gateway, settings.capacitySessions, () => stack.gatewayRss());
-      log(`gateway: ${c.sessions} concurrent sessions, ${c.failures} failed, RSS ${(c.rssBefore / MIB).toFixed(1)} -> ${(c.rssAfter / MIB).toFixed(1)} MiB`);
       const capacityGroup = `Capacity (${settings.capacitySessions} concurrent ping sessions through the gateway)`;
-      recorder.add({ id: 'capacity.failures', group: capacityGroup, label: 'failed sessions', unit: '', better: 'lower' }, 'gateway', c.failures);
-      recorder.add({ id: 'capacity.kibPerSession', group: capacityGroup, label: 'gateway RSS growth per open WebSocket', unit: 'KiB', better: 'lower' }, 'gateway', c.bytesPerSession / 1024);
-      if (c.failures) failures.push(`Gateway: ${c.failures} of ${c.sessions} concurrent sessions failed${c.firstError ? ` (first: ${c.firstError})` : ''}`);
+      try {
+        const c = await capacity(stack.paths.gateway, settings.capacitySessions, () => stack.gatewayRss());
+        log(`gateway: ${c.sessions} concurrent sessions, ${c.failures} failed, RSS ${(c.rssBefore / MIB).toFixed(1)} -> ${(c.rssAfter / MIB).toFixed(1)} MiB`);
+        recorder.add({ id: 'capacity.failures', group: capacityGroup, label: 'failed sessions', unit: '', better: 'lower' }, 'gateway', c.failures);
+        recorder.add({ id: 'capacity.kibPerSession', group: capacityGroup, label: 'gateway RSS growth per open WebSocket', unit: 'KiB', better: 'lower' }, 'gateway', c.bytesPerSession / 1024);
+        if (c.failures) failures.push(`Gateway: ${c.failures} of ${c.sessions} concurrent sessions failed${c.firstError ? ` (first: ${c.firstError})` : ''}`);
+      } catch (err) {
+        failures.push(`Gateway: capacity: ${(err as Error).message}`);
+      }
     }
+    if (failures.length) process.stderr.write(`bench: ${failures.length} failures; the stack's last log lines:\n${await stack.logs(40).catch(() => '(none)')}\n`);
+  } catch (err) {
+    process.stderr.write(`bench: the stack's last log lines:\n${await stack.logs(40).catch(() => '(none)')}\n`);
+    throw err;
   } finally {
     process.off('SIGINT', stop);
     process.off('SIGTERM', stop);

@@ -45,6 +45,8 @@ export interface BenchStack {
   secretKey: string;
   /** Resident memory of the gateway's Node process, in bytes. */
   gatewayRss(): Promise<number>;
+  /** The last lines of every service's log, for a failure report. */
+  logs(lines: number): Promise<string>;
   down(): Promise<void>;
 }
 
@@ -133,6 +135,7 @@ export async function startBenchStack(log: (line: string) => void): Promise<Benc
       if (!kb) throw new Error('no VmRSS in the gateway container\'s /proc/1/status');
       return Number(kb) * 1024;
     },
+    logs: (lines) => docker([...compose, 'logs', '--no-color', '--timestamps', '--tail', String(lines)], env),
     down,
   };
 }
