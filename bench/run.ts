@@ -40,11 +40,12 @@ const FULL: Settings = {
   roundTrips: 2000,
   roundTripSeconds: 8,
   pushClients: [1, 10],
-  pushSmall: 4000,
-  pushLarge: 16,
+  pushSmall: 10_000,
+  pushLarge: 48,
   pushLargeBytes: MIB,
   httpConnections: 10,
-  httpLoad: { duration: 4 },
+  // A fixed count, not a duration: each autoload.js request makes a Bokeh session.
+  httpLoad: { amount: 500 },
   capacitySessions: 500,
 };
 
@@ -184,8 +185,10 @@ async function main(): Promise<void> {
     const staticJs = await staticJsPath(stack);
     for (let rep = 1; rep <= settings.reps; rep += 1) {
       log(`repetition ${rep} of ${settings.reps}`);
-      // Paths take turns within each repetition, so drift on a shared machine hits them alike.
-      for (const id of PATH_ORDER) await measurePath(stack.paths[id], settings, recorder, failures, staticJs);
+      // Paths take turns within each repetition, each repetition starting one path later, so
+      // drift on a shared machine and Bokeh's growing session count hit them alike.
+      const order = PATH_ORDER.map((_, i) => PATH_ORDER[(i + rep - 1) % PATH_ORDER.length]!);
+      for (const id of order) await measurePath(stack.paths[id], settings, recorder, failures, staticJs);
       const capacityGroup = `Capacity (${settings.capacitySessions} concurrent ping sessions through the gateway)`;
       try {
         const c = await capacity(stack.paths.gateway, settings.capacitySessions, () => stack.gatewayRss());
