@@ -168,8 +168,10 @@ export interface Http {
 /** autocannon against one URL: `duration` seconds, or exactly `amount` requests when given. */
 export async function http(url: string, connections: number, load: { duration: number } | { amount: number }): Promise<Http> {
   const result = await autocannon({ url, connections, ...load });
+  // autocannon's own `duration` is in whole seconds; its start and finish times are not.
+  const seconds = (result.finish.getTime() - result.start.getTime()) / 1000;
   return {
-    requestsPerSecond: result.requests.total / Math.max(result.duration, 0.001),
+    requestsPerSecond: result.requests.total / Math.max(seconds, 0.001),
     p50: result.latency.p50,
     p90: result.latency.p90,
     p99: result.latency.p99,

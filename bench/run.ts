@@ -30,7 +30,8 @@ interface Settings {
   pushLarge: number;
   pushLargeBytes: number;
   httpConnections: number;
-  httpLoad: { duration: number } | { amount: number };
+  httpStatic: { duration: number } | { amount: number };
+  httpAutoload: { duration: number } | { amount: number };
   capacitySessions: number;
 }
 
@@ -44,8 +45,9 @@ const FULL: Settings = {
   pushLarge: 48,
   pushLargeBytes: MIB,
   httpConnections: 10,
+  httpStatic: { amount: 1000 },
   // A fixed count, not a duration: each autoload.js request makes a Bokeh session.
-  httpLoad: { amount: 500 },
+  httpAutoload: { amount: 500 },
   capacitySessions: 500,
 };
 
@@ -59,7 +61,8 @@ const SMOKE: Settings = {
   pushLarge: 1,
   pushLargeBytes: MIB,
   httpConnections: 2,
-  httpLoad: { amount: 20 },
+  httpStatic: { amount: 20 },
+  httpAutoload: { amount: 20 },
   capacitySessions: 5,
 };
 
@@ -111,7 +114,7 @@ async function measurePath(path: BenchPath, s: Settings, recorder: Recorder, fai
   for (const sessions of s.sessions) {
     const r = await attempt(`round trips with ${sessions} sessions`, () => roundTrips(path, sessions, s.roundTrips, s.roundTripSeconds));
     if (!r) continue;
-    log(`${path.label}: ${sessions} sessions, ${r.roundTrips} round trips, p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms`);
+    log(`${path.label}: ${sessions} session(s), ${r.roundTrips} round trips, p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms`);
     const label = `${sessions} session${sessions === 1 ? '' : 's'}`;
     for (const p of ['p50', 'p90', 'p99'] as const) record({ id: `rt.c${sessions}.${p}`, group: rtGroup, label: `${label}, ${p}`, unit: 'ms', better: 'lower' }, r[p]);
     noteFailures(`round trips with ${sessions} sessions`, r.failures);
@@ -121,7 +124,7 @@ async function measurePath(path: BenchPath, s: Settings, recorder: Recorder, fai
   for (const clients of s.pushClients) {
     const r = await attempt(`small push to ${clients} clients`, () => push(path, clients, 'small', Math.max(1, Math.round(s.pushSmall / clients))));
     if (!r) continue;
-    log(`${path.label}: push to ${clients} clients, ${r.messages} messages, ${r.messagesPerSecond.toFixed(0)} msg/s`);
+    log(`${path.label}: push to ${clients} client(s), ${r.messages} messages, ${r.messagesPerSecond.toFixed(0)} msg/s`);
     record({ id: `push.small.n${clients}`, group: pushGroup, label: `small updates, ${clients} client${clients === 1 ? '' : 's'}`, unit: 'msg/s', better: 'higher' }, r.messagesPerSecond);
     noteFailures(`small push to ${clients} clients`, r.failures);
   }
@@ -134,11 +137,11 @@ async function measurePath(path: BenchPath, s: Settings, recorder: Recorder, fai
 
   if (!HTTP_PATHS.includes(path.id)) return;
   const httpGroup = `HTTP (autocannon, ${s.httpConnections} connections)`;
-  for (const [key, what, url] of [
-    ['static', 'static JS', `${path.origin}${staticJs}`],
-    ['autoload', 'autoload.js', autoloadUrl(path, 'ping')],
+  for (const [key, what, url, load] of [
+    ['static', 'static JS', `${path.origin}${staticJs}`, s.httpStatic],
+    ['autoload', 'autoload.js', autoloadUrl(path, 'ping'), s.httpAutoload],
   ] as const) {
-    const r = await attempt(`HTTP ${what}`, () => http(url, s.httpConnections, s.httpLoad));
+    const r = await attempt(`HTTP ${what}`, () => http(url, s.httpConnections, load));
     if (!r) continue;
     log(`${path.label}: ${what} ${r.requestsPerSecond.toFixed(0)} req/s, p50 ${r.p50} ms, p99 ${r.p99} ms`);
     record({ id: `http.${key}.rps`, group: httpGroup, label: `${what}, requests/s`, unit: 'req/s', better: 'higher' }, r.requestsPerSecond);
