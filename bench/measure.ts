@@ -195,8 +195,19 @@ export interface Capacity {
 /**
  * Opens `sessions` ping sessions through `path` and keeps them all open; each then makes one
  * round trip, so a session counts only if it works. `rss` reads the proxy's resident memory.
+ *
+ * `restart` gives a fresh proxy process first: in one that has already held many sessions, new
+ * ones reuse heap it has kept, and the growth says little. A few sessions opened and closed
+ * before the baseline keep one-time costs (compiled code, first buffers) out of the figure.
  */
-export async function capacity(path: BenchPath, sessions: number, rss: () => Promise<number>): Promise<Capacity> {
+export async function capacity(path: BenchPath, sessions: number, rss: () => Promise<number>, restart: () => Promise<void>): Promise<Capacity> {
+  await restart();
+  const warm = opened(await inBatches(Array.from({ length: 10 }), 10, () => openPing(path)));
+  await inBatches(warm.ok, 10, async (s) => {
+    await ping(s);
+    await s.client.close();
+  });
+  await new Promise((done) => setTimeout(done, 1000));
   const rssBefore = await rss();
   const open = opened(await inBatches(Array.from({ length: sessions }), OPEN_CONCURRENCY, () => openPing(path)));
   try {

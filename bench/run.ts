@@ -194,7 +194,7 @@ async function main(): Promise<void> {
       for (const id of order) await measurePath(stack.paths[id], settings, recorder, failures, staticJs);
       const capacityGroup = `Capacity (${settings.capacitySessions} concurrent ping sessions through the gateway)`;
       try {
-        const c = await capacity(stack.paths.gateway, settings.capacitySessions, () => stack.gatewayRss());
+        const c = await capacity(stack.paths.gateway, settings.capacitySessions, () => stack.gatewayRss(), () => stack.restartGateway());
         log(`gateway: ${c.sessions} concurrent sessions, ${c.failures} failed, RSS ${(c.rssBefore / MIB).toFixed(1)} -> ${(c.rssAfter / MIB).toFixed(1)} MiB`);
         recorder.add({ id: 'capacity.failures', group: capacityGroup, label: 'failed sessions', unit: '', better: 'lower' }, 'gateway', c.failures);
         recorder.add({ id: 'capacity.kibPerSession', group: capacityGroup, label: 'gateway RSS growth per open WebSocket', unit: 'KiB', better: 'lower' }, 'gateway', c.bytesPerSession / 1024);

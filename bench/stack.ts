@@ -45,6 +45,8 @@ export interface BenchStack {
   secretKey: string;
   /** Resident memory of the gateway's Node process, in bytes. */
   gatewayRss(): Promise<number>;
+  /** Restarts the gateway's container and waits until it is healthy again. */
+  restartGateway(): Promise<void>;
   /** The last lines of every service's log, for a failure report. */
   logs(lines: number): Promise<string>;
   down(): Promise<void>;
@@ -134,6 +136,14 @@ export async function startBenchStack(log: (line: string) => void): Promise<Benc
       const kb = /VmRSS:\s+(\d+)\s+kB/.exec(status)?.[1];
       if (!kb) throw new Error('no VmRSS in the gateway container\'s /proc/1/status');
       return Number(kb) * 1024;
+    },
+    async restartGateway() {
+      await docker(['restart', '--time', '10', gatewayContainer]);
+      const deadline = Date.now() + 60_000;
+      while ((await docker(['inspect', '--format', '{{.State.Health.Status}}', gatewayContainer])).trim() !== 'healthy') {
+        if (Date.now() > deadline) throw new Error('the gateway did not become healthy within 60 s of a restart');
+        await new Promise((done) => setTimeout(done, 500));
+      }
     },
     logs: (lines) => docker([...compose, 'logs', '--no-color', '--timestamps', '--tail', String(lines)], env),
     down,
