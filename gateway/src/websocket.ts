@@ -46,7 +46,7 @@ export interface WebSocketRelay {
  * socket's writes until the end of the current tick passes them on in one system call (and one
  * packet) instead of one per frame, which was most of the relay's CPU time.
  */
-function tickBatcher(socket: Duplex): () => void {
+export function tickBatcher(socket: Duplex): () => void {
   let held = false;
   const flush = () => {
     held = false;
