@@ -278,7 +278,13 @@ def load_config(environ: Mapping[str, str]) -> Config:
     dev = parse_bool("BOKEH_DEV", _get(environ, "BOKEH_DEV"), False)
 
     # Bokeh reads the key and the signing switch from its own environment variables.
-    env_updates: dict[str, str | None] = {"BOKEH_SECRET_KEY": secret_key, "BOKEH_SIGN_SESSIONS": "true"}
+    # BOKEH_LOG_LEVEL is removed: Bokeh reads it too, with other names ("warn", not "warning"),
+    # and crashes on ours; the level reaches it as --log-level instead.
+    env_updates: dict[str, str | None] = {
+        "BOKEH_SECRET_KEY": secret_key,
+        "BOKEH_SIGN_SESSIONS": "true",
+        "BOKEH_LOG_LEVEL": None,
+    }
     override = _get(environ, "BOKEH_ALLOW_WS_ORIGIN")
     if override is not None:
         # Bokeh reads this variable itself and does not trim spaces; hand it a clean list.

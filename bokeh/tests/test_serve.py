@@ -51,7 +51,10 @@ class Defaults(unittest.TestCase):
         )
         self.assertTrue(config.nodelay)
         self.assertEqual(config.log_level, "info")
-        self.assertEqual(dict(config.env_updates), {"BOKEH_SECRET_KEY": KEY, "BOKEH_SIGN_SESSIONS": "true"})
+        self.assertEqual(
+            dict(config.env_updates),
+            {"BOKEH_SECRET_KEY": KEY, "BOKEH_SIGN_SESSIONS": "true", "BOKEH_LOG_LEVEL": None},
+        )
 
     def test_default_argv(self):
         self.assertEqual(
@@ -265,6 +268,12 @@ class OtherSettings(unittest.TestCase):
                 self.assertIn(
                     f'BOKEH_PORT must be a whole number from 1 to 65535 (got "{value}")', str(caught.exception)
                 )
+
+    def test_log_level_reaches_bokeh_as_an_option_only(self):
+        # Bokeh would read BOKEH_LOG_LEVEL itself and refuse "warning" and "critical".
+        config = load_config({"BOKEH_LOG_LEVEL": "warning"})
+        self.assertIsNone(config.env_updates["BOKEH_LOG_LEVEL"])
+        self.assertEqual(option_values(build_argv(config, APPS), "--log-level"), ["warning"])
 
     def test_bad_log_level(self):
         with self.assertRaises(ConfigError) as caught:

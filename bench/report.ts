@@ -1,0 +1,182 @@
+/**
+ * Results: every figure as the median of its repetitions, its ratio to direct Bokeh and to
+ * NGINX -> Bokeh, the targets from the project's performance goals, and the Markdown table.
+ */
+import { PATH_LABELS, PATH_ORDER, type PathId } from './stack.js';
+import type { Machine } from './stack.js';
+
+export interface MetricSpec {
+  id: string;
+  group: string;
+  label: string;
+  unit: string;
+  better: 'lower' | 'higher';
+}
+
+export interface MetricResult extends MetricSpec {
+  /** Per path: the value of each repetition and their median. */
+  values: Partial<Record<PathId, { median: number; runs: number[] }>>;
+  /** Per path: median divided by the direct-Bokeh median and by the NGINX -> Bokeh median. */
+  ratios: Partial<Record<PathId, { vsDirect: number | null; vsNginxBokeh: number | null }>>;
+}
+
+export interface Target {
+  name: string;
+  measured: number | null;
+  limit: number;
+  comparison: '<=' | '>=';
+  met: boolean;
+}
+
+export interface Results {
+  format: 'bokeh-gateway-bench/1';
+  mode: 'full' | 'smoke';
+  startedAt: string;
+  durationSeconds: number;
+  machine: Machine;
+  settings: Record<string, unknown>;
+  paths: Array<{ id: PathId; label: string }>;
+  metrics: MetricResult[];
+  targets: Target[];
+  /** Anything that did not work: failed sessions, missing messages, non-2xx answers. */
+  failures: string[];
+}
+
+export function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+/** Collects one value per repetition for each (metric, path). */
+export class Recorder {
+  private readonly specs = new Map<string, MetricSpec>();
+  private readonly runs = new Map<string, Partial<Record<PathId, number[]>>>();
+
+  add(spec: MetricSpec, path: PathId, value: number): void {
+    if (!this.specs.has(spec.id)) {
+      this.specs.set(spec.id, spec);
+      this.runs.set(spec.id, {});
+    }
+    const byPath = this.runs.get(spec.id)!;
+    (byPath[path] ??= []).push(value);
+  }
+
+  results(): MetricResult[] {
+    return [...this.specs.values()].map((spec) => {
+      const byPath = this.runs.get(spec.id)!;
+      const values: MetricResult['values'] = {};
+      for (const id of PATH_ORDER) {
+        const runs = byPath[id];
+        if (runs?.length) values[id] = { median: median(runs), runs };
+      }
+      const ratio = (id: PathId, base: PathId) => {
+        const a = values[id]?.median;
+        const b = values[base]?.median;
+        return a === undefined || b === undefined || b === 0 ? null : a / b;
+      };
+      const ratios: MetricResult['ratios'] = {};
+      for (const id of PATH_ORDER) if (values[id]) ratios[id] = { vsDirect: ratio(id, 'direct'), vsNginxBokeh: ratio(id, 'nginxBokeh') };
+      return { ...spec, values, ratios };
+    });
+  }
+}
+
+function target(name: string, measured: number | null | undefined, comparison: '<=' | '>=', limit: number): Target {
+  const value = measured ?? null;
+  const met = value !== null && (comparison === '<=' ? value <= limit : value >= limit);
+  return { name, measured: value, limit, comparison, met };
+}
+
+/** The goals of the bench issue, checked against this run's medians. */
+export function targets(metrics: MetricResult[]): Target[] {
+  const find = (id: string) => metrics.find((m) => m.id === id);
+  const list: Target[] = [];
+  for (const m of metrics.filter((m) => /^rt\.c\d+\.p50$/.test(m.id))) {
+    list.push(target(`Gateway WebSocket round trip ${m.label}, vs direct Bokeh`, m.ratios.gateway?.vsDirect, '<=', 1.1));
+    list.push(target(`Gateway WebSocket round trip ${m.label}, vs NGINX → Bokeh`, m.ratios.gateway?.vsNginxBokeh, '<=', 1.05));
+  }
+  for (const m of metrics.filter((m) => m.id.startsWith('push.'))) {
+    list.push(target(`Gateway push ${m.label}, vs direct Bokeh`, m.ratios.gateway?.vsDirect, '>=', 0.95));
+  }
+  list.push(target('Gateway static JS requests/s, vs NGINX → Bokeh', find('http.static.rps')?.ratios.gateway?.vsNginxBokeh, '>=', 0.8));
+  const failures = find('capacity.failures')?.values.gateway;
+  list.push(target('Failed sessions of the concurrent ones through the gateway (worst repetition)', failures ? Math.max(...failures.runs) : null, '<=', 0));
+  const memory = find('capacity.kibPerSession')?.values.gateway?.median;
+  list.push(target('Gateway memory growth per open WebSocket (KiB)', memory, '<=', 30));
+  return list;
+}
+
+function number(value: number): string {
+  const abs = Math.abs(value);
+  if (Number.isInteger(value)) return value.toLocaleString('en-US');
+  if (abs >= 1000) return Math.round(value).toLocaleString('en-US');
+  if (abs >= 100) return value.toFixed(0);
+  if (abs >= 10) return value.toFixed(1);
+  return value.toFixed(2);
+}
+
+function ratio(value: number | null | undefined): string {
+  return value === null || value === undefined ? '–' : `${value.toFixed(2)}×`;
+}
+
+function cell(metric: MetricResult, id: PathId): string {
+  const value = metric.values[id];
+  if (!value) return '–';
+  const raw = `${number(value.median)} ${metric.unit}`.trim();
+  const parts: string[] = [];
+  const r = metric.ratios[id];
+  if (id !== 'direct' && r?.vsDirect != null) parts.push(`d ${ratio(r.vsDirect)}`);
+  if (id !== 'nginxBokeh' && r?.vsNginxBokeh != null) parts.push(`n ${ratio(r.vsNginxBokeh)}`);
+  return parts.length ? `${raw} (${parts.join(', ')})` : raw;
+}
+
+export function markdown(results: Results): string {
+  const m = results.machine;
+  const lines: string[] = [
+    `Run ${results.startedAt} (${results.mode}, ${String(results.settings.reps)} repetitions, medians shown, ${Math.round(results.durationSeconds)} s) on ` +
+      `${m.cpus} × ${m.cpuModel}, ${m.memoryGiB} GiB, Linux ${m.kernel}, Docker ${m.docker}, Node ${m.node}; ` +
+      'client and stack share the machine.',
+    '',
+    'Each cell: the median, then its ratio to direct Bokeh (d) and to NGINX → Bokeh (n). Lower is better for ms, higher for rates.',
+  ];
+  const paths = PATH_ORDER.filter((id) => results.metrics.some((metric) => metric.values[id]));
+  for (const group of [...new Set(results.metrics.map((metric) => metric.group))]) {
+    const rows = results.metrics.filter((metric) => metric.group === group);
+    const columns = paths.filter((id) => rows.some((metric) => metric.values[id]));
+    lines.push('', `**${group}**`, '', `| | ${columns.map((id) => PATH_LABELS[id]).join(' | ')} |`, `|---|${columns.map(() => '---:').join('|')}|`);
+    for (const metric of rows) lines.push(`| ${metric.label} | ${columns.map((id) => cell(metric, id)).join(' | ')} |`);
+  }
+  lines.push('', '**Targets** (gateway)', '', '| Target | Measured | Goal | Met |', '|---|---:|---:|:---:|');
+  for (const t of results.targets)
+    lines.push(`| ${t.name} | ${t.measured === null ? '–' : number(t.measured)} | ${t.comparison} ${t.limit} | ${t.met ? 'yes' : 'no'} |`);
+  lines.push('', stockTable(results));
+  lines.push(
+    '',
+    results.failures.length ? `**Failures** (${results.failures.length}):\n\n${results.failures.map((f) => `- ${f}`).join('\n')}` : 'No failures.',
+  );
+  return `${lines.join('\n')}\n`;
+}
+
+/** Stock Bokeh (no-delay off) against ours, for the figures where Nagle's algorithm shows. */
+export function stockTable(results: Results): string {
+  const rows: Array<[string, string]> = [
+    ['Small message: ping round trip p50, 1 session', 'rt.c1.p50'],
+    ['Small message: ping round trip p50, 10 sessions', 'rt.c10.p50'],
+    ['Large message: 1 MiB buffers pushed, 1 session', 'push.large.n1'],
+    ['Push rate per session: small updates, 1 session', 'push.small.n1'],
+  ];
+  const lines = [
+    '**Stock Bokeh vs ours** (same image; stock = BOKEH_NODELAY=false)',
+    '',
+    '| | Stock Bokeh | Ours, direct | Ours, through the gateway |',
+    '|---|---:|---:|---:|',
+  ];
+  for (const [label, id] of rows) {
+    const metric = results.metrics.find((candidate) => candidate.id === id);
+    if (!metric) continue;
+    const show = (path: PathId) => (metric.values[path] ? `${number(metric.values[path].median)} ${metric.unit}` : '–');
+    lines.push(`| ${label} | ${show('stock')} | ${show('direct')} | ${show('gateway')} |`);
+  }
+  return lines.join('\n');
+}

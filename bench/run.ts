@@ -1,0 +1,266 @@
+/**
+ * The gateway's cost, measured side by side with direct Bokeh, NGINX -> Bokeh, NGINX -> gateway
+ * and stock Bokeh, all in one stack and one run (see README, "Performance").
+ *
+ *   npm run bench                 full run (about 10 minutes on 2 cores), results in bench/results/
+ *   npm run bench -- --smoke      seconds, tiny counts: proves every path and the output work
+ *
+ * Options: --reps N, --out DIR, --no-build (use the images already built for IMAGE_TAG).
+ */
+import { mkdir, writeFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { capacity, http, push, roundTrips } from './measure.js';
+import { markdown, Recorder, targets, type MetricSpec, type Results } from './report.js';
+import { autoloadUrl, get } from './session.js';
+import { buildImages, describeMachine, PATH_ORDER, PREFIX, REPO_ROOT, startBenchStack, type BenchPath, type BenchStack, type PathId } from './stack.js';
+
+const MIB = 1024 * 1024;
+
+interface Settings {
+  reps: number;
+  /** Concurrent sessions for the round-trip test; `roundTrips` shared out among them. */
+  sessions: number[];
+  roundTrips: number;
+  /** Cap per round-trip measurement, for stock Bokeh's ~40 ms round trips. */
+  roundTripSeconds: number;
+  pushClients: number[];
+  /** Small updates per burst, shared out among the clients. */
+  pushSmall: number;
+  pushLarge: number;
+  pushLargeBytes: number;
+  httpConnections: number;
+  httpStatic: { duration: number } | { amount: number };
+  httpAutoload: { duration: number } | { amount: number };
+  capacitySessions: number;
+}
+
+const FULL: Settings = {
+  reps: 3,
+  sessions: [1, 10, 100],
+  roundTrips: 2000,
+  roundTripSeconds: 8,
+  pushClients: [1, 10],
+  pushSmall: 10_000,
+  pushLarge: 48,
+  pushLargeBytes: MIB,
+  httpConnections: 10,
+  httpStatic: { amount: 1000 },
+  // A fixed count, not a duration: each autoload.js request makes a Bokeh session.
+  httpAutoload: { amount: 500 },
+  capacitySessions: 500,
+};
+
+const SMOKE: Settings = {
+  reps: 1,
+  sessions: [1, 3],
+  roundTrips: 10,
+  roundTripSeconds: 5,
+  pushClients: [1, 2],
+  pushSmall: 20,
+  pushLarge: 1,
+  pushLargeBytes: MIB,
+  httpConnections: 2,
+  httpStatic: { amount: 20 },
+  httpAutoload: { amount: 20 },
+  capacitySessions: 5,
+};
+
+/** Paths that the HTTP test skips: stock Bokeh serves HTTP exactly as direct Bokeh does. */
+const HTTP_PATHS: PathId[] = ['direct', 'gateway', 'nginxGateway', 'nginxBokeh'];
+
+const started = Date.now();
+function log(line: string): void {
+  process.stderr.write(`[bench ${((Date.now() - started) / 1000).toFixed(0).padStart(4)} s] ${line}\n`);
+}
+
+async function waitForPaths(stack: BenchStack): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  for (const id of PATH_ORDER) {
+    const path = stack.paths[id];
+    for (;;) {
+      const status = await get(autoloadUrl(path, 'ping')).then(
+        (r) => r.status,
+        () => 0,
+      );
+      if (status === 200) break;
+      if (Date.now() > deadline) throw new Error(`${path.label} (${path.origin}) did not serve autoload.js within 60 s (last status ${status})`);
+      await new Promise((done) => setTimeout(done, 500));
+    }
+  }
+}
+
+/** Bokeh's main JS file, as pages load it, without the ?v= version so no cache answers for Bokeh. */
+async function staticJsPath(stack: BenchStack): Promise<string> {
+  const js = (await get(autoloadUrl(stack.paths.direct, 'ping'))).body;
+  const match = /\/static\/js\/(bokeh(?:\.min)?\.js)/.exec(js);
+  return `${PREFIX}/static/js/${match?.[1] ?? 'bokeh.min.js'}`;
+}
+
+async function measurePath(path: BenchPath, s: Settings, recorder: Recorder, failures: string[], staticJs: string): Promise<void> {
+  const record = (spec: MetricSpec, value: number) => recorder.add(spec, path.id, value);
+  const noteFailures = (what: string, count: number) => {
+    if (count > 0) failures.push(`${path.label}: ${what}: ${count} failed`);
+  };
+  // A measurement that fails outright is reported and the run goes on with the next one.
+  const attempt = async <T>(what: string, measure: () => Promise<T>): Promise<T | undefined> => {
+    try {
+      return await measure();
+    } catch (err) {
+      failures.push(`${path.label}: ${what}: ${(err as Error).message}`);
+      log(`${path.label}: ${what} FAILED: ${(err as Error).message}`);
+      return undefined;
+    }
+  };
+
+  const rtGroup = 'WebSocket round trip (ping app: slider PATCH-DOC -> server callback -> PATCH-DOC back)';
+  for (const sessions of s.sessions) {
+    const r = await attempt(`round trips with ${sessions} sessions`, () => roundTrips(path, sessions, s.roundTrips, s.roundTripSeconds));
+    if (!r) continue;
+    log(`${path.label}: ${sessions} session(s), ${r.roundTrips} round trips, p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms`);
+    const label = `${sessions} session${sessions === 1 ? '' : 's'}`;
+    for (const p of ['p50', 'p90', 'p99'] as const)
+      record({ id: `rt.c${sessions}.${p}`, group: rtGroup, label: `${label}, ${p}`, unit: 'ms', better: 'lower' }, r[p]);
+    noteFailures(`round trips with ${sessions} sessions`, r.failures);
+  }
+
+  const pushGroup = 'Server push (push app: a burst of PATCH-DOCs as fast as Bokeh makes them)';
+  for (const clients of s.pushClients) {
+    const r = await attempt(`small push to ${clients} clients`, () => push(path, clients, 'small', Math.max(1, Math.round(s.pushSmall / clients))));
+    if (!r) continue;
+    log(`${path.label}: push to ${clients} client(s), ${r.messages} messages, ${r.messagesPerSecond.toFixed(0)} msg/s`);
+    record(
+      { id: `push.small.n${clients}`, group: pushGroup, label: `small updates, ${clients} client${clients === 1 ? '' : 's'}`, unit: 'msg/s', better: 'higher' },
+      r.messagesPerSecond,
+    );
+    noteFailures(`small push to ${clients} clients`, r.failures);
+  }
+  const large = await attempt('large push', () => push(path, 1, 'large', s.pushLarge, s.pushLargeBytes));
+  if (large) {
+    log(`${path.label}: ${s.pushLarge} × ${s.pushLargeBytes} B buffers, ${(large.bytesPerSecond / 1e6).toFixed(1)} MB/s`);
+    record(
+      { id: 'push.large.n1', group: pushGroup, label: `${s.pushLargeBytes / MIB} MiB binary buffers, 1 client`, unit: 'MB/s', better: 'higher' },
+      large.bytesPerSecond / 1e6,
+    );
+    noteFailures('large push', large.failures);
+  }
+
+  if (!HTTP_PATHS.includes(path.id)) return;
+  const httpGroup = `HTTP (autocannon, ${s.httpConnections} connections)`;
+  for (const [key, what, url, load] of [
+    ['static', 'static JS', `${path.origin}${staticJs}`, s.httpStatic],
+    ['autoload', 'autoload.js', () => autoloadUrl(path, 'ping'), s.httpAutoload],
+  ] as const) {
+    const r = await attempt(`HTTP ${what}`, () => http(url, s.httpConnections, load));
+    if (!r) continue;
+    log(`${path.label}: ${what} ${r.requestsPerSecond.toFixed(0)} req/s, p50 ${r.p50} ms, p99 ${r.p99} ms`);
+    record({ id: `http.${key}.rps`, group: httpGroup, label: `${what}, requests/s`, unit: 'req/s', better: 'higher' }, r.requestsPerSecond);
+    record({ id: `http.${key}.p50`, group: httpGroup, label: `${what}, p50`, unit: 'ms', better: 'lower' }, r.p50);
+    record({ id: `http.${key}.p99`, group: httpGroup, label: `${what}, p99`, unit: 'ms', better: 'lower' }, r.p99);
+    noteFailures(`HTTP ${what} requests`, r.failures);
+    if (r.requests === 0) failures.push(`${path.label}: HTTP ${what}: no request completed`);
+  }
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      smoke: { type: 'boolean', default: false },
+      reps: { type: 'string' },
+      out: { type: 'string', default: resolve(REPO_ROOT, 'bench/results') },
+      'no-build': { type: 'boolean', default: false },
+    },
+  });
+  const settings: Settings = { ...(values.smoke ? SMOKE : FULL) };
+  if (values.reps !== undefined) {
+    const reps = Number(values.reps);
+    if (!Number.isInteger(reps) || reps < 1) throw new Error(`--reps must be a whole number of at least 1 (got "${values.reps}")`);
+    settings.reps = reps;
+  }
+  const startedAt = new Date().toISOString();
+  const machine = await describeMachine();
+  if (!values['no-build']) {
+    log(`building images (IMAGE_TAG=${process.env.IMAGE_TAG ?? 'local'})`);
+    await buildImages();
+  }
+  const stack = await startBenchStack(log);
+  const stop = () => {
+    log('interrupted: taking the stack down');
+    void stack.down().finally(() => process.exit(130));
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+
+  const recorder = new Recorder();
+  const failures: string[] = [];
+  try {
+    await waitForPaths(stack);
+    const staticJs = await staticJsPath(stack);
+    for (let rep = 1; rep <= settings.reps; rep += 1) {
+      log(`repetition ${rep} of ${settings.reps}`);
+      // Paths take turns within each repetition, each repetition starting one path later, so
+      // drift on a shared machine and Bokeh's growing session count hit them alike.
+      const order = PATH_ORDER.map((_, i) => PATH_ORDER[(i + rep - 1) % PATH_ORDER.length]!);
+      for (const id of order) await measurePath(stack.paths[id], settings, recorder, failures, staticJs);
+      const capacityGroup = `Capacity (${settings.capacitySessions} concurrent ping sessions through the gateway)`;
+      try {
+        const c = await capacity(
+          stack.paths.gateway,
+          settings.capacitySessions,
+          () => stack.gatewayRss(),
+          () => stack.restartGateway(),
+        );
+        log(`gateway: ${c.sessions} concurrent sessions, ${c.failures} failed, RSS ${(c.rssBefore / MIB).toFixed(1)} -> ${(c.rssAfter / MIB).toFixed(1)} MiB`);
+        recorder.add({ id: 'capacity.failures', group: capacityGroup, label: 'failed sessions', unit: '', better: 'lower' }, 'gateway', c.failures);
+        recorder.add(
+          { id: 'capacity.kibPerSession', group: capacityGroup, label: 'gateway RSS growth per open WebSocket', unit: 'KiB', better: 'lower' },
+          'gateway',
+          c.bytesPerSession / 1024,
+        );
+        if (c.failures) failures.push(`Gateway: ${c.failures} of ${c.sessions} concurrent sessions failed${c.firstError ? ` (first: ${c.firstError})` : ''}`);
+      } catch (err) {
+        failures.push(`Gateway: capacity: ${(err as Error).message}`);
+      }
+    }
+    if (failures.length)
+      process.stderr.write(`bench: ${failures.length} failures; the stack's last log lines:\n${await stack.logs(40).catch(() => '(none)')}\n`);
+  } catch (err) {
+    process.stderr.write(`bench: the stack's last log lines:\n${await stack.logs(40).catch(() => '(none)')}\n`);
+    throw err;
+  } finally {
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
+    log('taking the stack down');
+    await stack.down();
+  }
+
+  const metrics = recorder.results();
+  const results: Results = {
+    format: 'bokeh-gateway-bench/1',
+    mode: values.smoke ? 'smoke' : 'full',
+    startedAt,
+    durationSeconds: (Date.now() - started) / 1000,
+    machine,
+    settings: { ...settings },
+    paths: PATH_ORDER.map((id) => ({ id, label: stack.paths[id].label })),
+    metrics,
+    targets: targets(metrics),
+    failures,
+  };
+  await mkdir(values.out, { recursive: true });
+  const stamp = startedAt.replace(/[:.]/g, '-');
+  const json = `${JSON.stringify(results, null, 2)}\n`;
+  const md = markdown(results);
+  for (const name of [`bench-${results.mode}-${stamp}`, `latest-${results.mode}`]) {
+    await writeFile(resolve(values.out, `${name}.json`), json);
+    await writeFile(resolve(values.out, `${name}.md`), md);
+  }
+  process.stdout.write(md);
+  log(`results in ${values.out}/latest-${results.mode}.{json,md}${failures.length ? `; ${failures.length} failures` : ''}`);
+  if (failures.length) process.exitCode = 1;
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench: ${(err as Error).stack ?? String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,81 @@
+/**
+ * The bench harness in its smoke mode (seconds, tiny counts), so it cannot rot: every path it
+ * compares must carry real sessions, pushes and HTTP requests, and its JSON and Markdown must
+ * be complete. Timings are never asserted here; they belong to `npm run bench`.
+ */
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import type { Results } from '../../bench/report.js';
+import { PATH_LABELS, PATH_ORDER } from '../../bench/stack.js';
+import { REPO_ROOT } from '../support/stack.js';
+
+const run = promisify(execFile);
+
+describe('bench harness, smoke mode', () => {
+  let out: string;
+  let results: Results;
+  let markdown: string;
+
+  beforeAll(async () => {
+    out = await mkdtemp(join(tmpdir(), 'bench-smoke-'));
+    // The images were built by the integration suite's global setup.
+    await run(process.execPath, ['--import', 'tsx', 'bench/run.ts', '--smoke', '--no-build', '--out', out], {
+      cwd: REPO_ROOT,
+      maxBuffer: 16 * 1024 * 1024,
+      timeout: 280_000,
+    }).catch((err: { stdout?: string; stderr?: string; message: string }) => {
+      throw new Error(`npm run bench -- --smoke failed: ${err.message}\n${err.stdout ?? ''}\n${err.stderr ?? ''}`);
+    });
+    results = JSON.parse(await readFile(join(out, 'latest-smoke.json'), 'utf8')) as Results;
+    markdown = await readFile(join(out, 'latest-smoke.md'), 'utf8');
+  }, 300_000);
+
+  afterAll(async () => {
+    await rm(out, { recursive: true, force: true });
+  });
+
+  test('every path answered every measurement, with nothing failed', () => {
+    expect(results.format).toBe('bokeh-gateway-bench/1');
+    expect(results.mode).toBe('smoke');
+    expect(results.failures).toEqual([]);
+    expect(results.paths.map((p) => p.id)).toEqual(PATH_ORDER);
+    const metric = (id: string) => {
+      const found = results.metrics.find((m) => m.id === id);
+      if (!found) throw new Error(`no metric ${id} in the results`);
+      return found;
+    };
+    // WebSocket round trips and server push ran on all five paths, HTTP on all but stock Bokeh.
+    for (const id of ['rt.c1.p50', 'rt.c3.p99', 'push.small.n1', 'push.small.n2', 'push.large.n1']) {
+      expect(Object.keys(metric(id).values).sort()).toEqual([...PATH_ORDER].sort());
+    }
+    for (const id of ['http.static.rps', 'http.autoload.rps']) {
+      expect(Object.keys(metric(id).values).sort()).toEqual(['direct', 'gateway', 'nginxBokeh', 'nginxGateway']);
+    }
+    for (const m of results.metrics.filter((m) => !m.id.startsWith('capacity.'))) {
+      for (const [path, value] of Object.entries(m.values)) {
+        expect({ metric: m.id, path, positive: value.median > 0 && value.runs.every(Number.isFinite) }).toEqual({ metric: m.id, path, positive: true });
+      }
+    }
+    expect(metric('capacity.failures').values.gateway?.runs).toEqual([0]);
+  });
+
+  test('ratios are taken against direct Bokeh and NGINX -> Bokeh', () => {
+    const m = results.metrics.find((candidate) => candidate.id === 'rt.c1.p50')!;
+    expect(m.ratios.direct?.vsDirect).toBe(1);
+    expect(m.ratios.nginxBokeh?.vsNginxBokeh).toBe(1);
+    expect(m.ratios.gateway?.vsDirect).toBeCloseTo(m.values.gateway!.median / m.values.direct!.median, 10);
+    expect(results.targets.length).toBeGreaterThan(5);
+    expect(results.machine.cpus).toBeGreaterThan(0);
+  });
+
+  test('the Markdown report has a table column for every path and a row for every figure', () => {
+    for (const id of PATH_ORDER) expect(markdown).toContain(PATH_LABELS[id]);
+    for (const m of results.metrics) expect(markdown).toContain(`| ${m.label} |`);
+    expect(markdown).toContain('**Targets**');
+    expect(markdown).toContain('**Stock Bokeh vs ours**');
+    expect(markdown).toContain('No failures.');
+  });
+});
