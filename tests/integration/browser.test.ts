@@ -194,32 +194,34 @@ async function serveSnippet(snippet: string, port: number): Promise<{ origin: st
   return { origin: `http://127.0.0.1:${port}`, close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
 }
 
-describeInBrowser('bare-dev in a browser: browser -> gateway -> bokeh', () => {
-  let browser: Browser;
-  let context: BrowserContext;
+/** One browser for the describe block, from `launch`, and a fresh context for each test. */
+function useBrowserContext(launch: () => Promise<Browser>): () => BrowserContext {
+  let browser: Browser | undefined;
+  let context: BrowserContext | undefined;
   beforeAll(async () => {
-    browser = await launchChromium();
+    browser = await launch();
   }, TIMEOUT_MS);
-  const stack = useStack({ extraOrigins: [`http://127.0.0.1:${SITE_PORT}`] });
   beforeEach(async () => {
-    context = await browser.newContext({ viewport: VIEWPORT });
+    context = await browser!.newContext({ viewport: VIEWPORT });
   });
   afterEach(async () => {
-    await context.close();
+    await context?.close();
   });
   afterAll(async () => {
     await browser?.close();
   });
+  return () => context!;
+}
 
-  appPagesIn(
-    'bare-dev',
-    () => stack().url,
-    () => context,
-  );
+describeInBrowser('bare-dev in a browser: browser -> gateway -> bokeh', () => {
+  const context = useBrowserContext(() => launchChromium());
+  const stack = useStack({ extraOrigins: [`http://127.0.0.1:${SITE_PORT}`] });
+
+  appPagesIn('bare-dev', () => stack().url, context);
 
   test('after Bokeh restarts the page says "Connection lost" with a Reload button, and a reload brings a working session', async () => {
-    const sliders = await openApp(context, `${stack().url}/apps/sliders`);
-    const stream = await openApp(context, `${stack().url}/apps/stream`);
+    const sliders = await openApp(context(), `${stack().url}/apps/sliders`);
+    const stream = await openApp(context(), `${stack().url}/apps/stream`);
     await stack().container('bokeh').restart({ timeout: 10_000 });
 
     await sliders.page.locator('[data-connection="lost"]').waitFor({ timeout: 10_000 });
@@ -246,11 +248,11 @@ describeInBrowser('bare-dev in a browser: browser -> gateway -> bokeh', () => {
   test(
     "the page's Express snippet, run as a server of its own on another origin, embeds a working app",
     async () => {
-      const { page } = await openApp(context, `${stack().url}/apps/sliders`);
+      const { page } = await openApp(context(), `${stack().url}/apps/sliders`);
       const snippet = await page.locator('.how pre code').innerText();
       const site = await serveSnippet(snippet, SITE_PORT);
       try {
-        const { page: user, problems } = await loadPage(context, `${site.origin}/report`, async (page) => {
+        const { page: user, problems } = await loadPage(context(), `${site.origin}/report`, async (page) => {
           await page.waitForFunction(
             () =>
               (window as unknown as { Bokeh?: { documents: Array<{ get_model_by_name(name: string): unknown }> } }).Bokeh?.documents[0]?.get_model_by_name(
@@ -273,28 +275,11 @@ describeInBrowser('bare-dev in a browser: browser -> gateway -> bokeh', () => {
 });
 
 describeInBrowser('NGINX in a browser: browser -> nginx (https) -> gateway -> bokeh', () => {
-  let browser: Browser;
-  let context: BrowserContext;
   const stack = useStack({ nginx: true });
-  beforeAll(async () => {
-    // This browser instance trusts the stack's development certificate, and nothing else extra.
-    browser = await launchChromium({ trust: stack().nginx!.ca });
-  }, TIMEOUT_MS);
-  beforeEach(async () => {
-    context = await browser.newContext({ viewport: VIEWPORT });
-  });
-  afterEach(async () => {
-    await context.close();
-  });
-  afterAll(async () => {
-    await browser?.close();
-  });
+  // This browser instance trusts the stack's development certificate, and nothing else extra.
+  const context = useBrowserContext(() => launchChromium({ trust: stack().nginx!.ca }));
 
-  appPagesIn(
-    'nginx',
-    () => stack().nginx!.https,
-    () => context,
-  );
+  appPagesIn('nginx', () => stack().nginx!.https, context);
 
   test(
     'a browser not told about the development certificate refuses the page',
