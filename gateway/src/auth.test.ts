@@ -32,6 +32,19 @@ describe('AUTH_MODE=basic', () => {
     expect(await auth.authenticate(request(basic('alice', 'wonderland')), view(false))).toEqual({ ok: true, user: 'alice' });
   });
 
+  test('an unknown name takes as long to refuse as a wrong password', async () => {
+    const time = async (headers: Record<string, string>) => {
+      const started = process.hrtime.bigint();
+      for (let i = 0; i < 20; i++) await auth.authenticate(request(headers), view(false));
+      return Number(process.hrtime.bigint() - started);
+    };
+    const wrong = await time(basic('alice', 'not it'));
+    const unknown = await time(basic('nobody', 'not it'));
+    // Same bcrypt cost either way; before, an unknown name cost a cost-10 hash (about 30 times longer).
+    expect(unknown / wrong).toBeLessThan(4);
+    expect(unknown / wrong).toBeGreaterThan(0.25);
+  });
+
   test.each([
     ['no credentials', {}, /Sign in/],
     ['a wrong password', basic('alice', 'wonderlan'), /Wrong user name or password/],
