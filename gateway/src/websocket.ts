@@ -255,16 +255,17 @@ export function webSocketRelay(config: Config, view: (req: IncomingMessage) => C
     // Until the relay owns the browser's socket, losing that socket must release Bokeh's.
     let relayed = false;
     let answered = false;
-    socket.once('close', () => {
+    const releaseUpstream = () => {
       if (!relayed) upstream.terminate();
-    });
+    };
+    socket.once('close', releaseUpstream);
 
     let upstreamSocket: Duplex | undefined;
     upstream.once('upgrade', (res) => {
       (req as IncomingMessage & { bokehProtocol?: string }).bokehProtocol = res.headers['sec-websocket-protocol'];
       upstreamSocket = res.socket;
     });
-    upstream.once('unexpected-response', (_request, res) => {
+    const onRefused = (_request: unknown, res: IncomingMessage) => {
       answered = true;
       let body = '';
       res.setEncoding('utf8');
@@ -284,12 +285,14 @@ export function webSocketRelay(config: Config, view: (req: IncomingMessage) => C
         refuse(socket, { status, code: 'BOKEH_REFUSED', message: `The Bokeh server refused the WebSocket (${status}${detail ? `: ${detail}` : ''}).` }, meta);
         upstream.terminate();
       });
-    });
-    upstream.on('error', (err: NodeJS.ErrnoException) => {
+    };
+    const onFailed = (err: NodeJS.ErrnoException) => {
       if (answered) return;
       answered = true;
       refuse(socket, upstreamError(err, config.bokehUrl.origin), meta);
-    });
+    };
+    upstream.once('unexpected-response', onRefused);
+    upstream.on('error', onFailed);
     upstream.once('open', () => {
       answered = true;
       if (!socket.writable) {
@@ -299,6 +302,11 @@ export function webSocketRelay(config: Config, view: (req: IncomingMessage) => C
       wss.handleUpgrade(req, socket, head, (client) => {
         relayed = true;
         relay(client, upstream, { client: socket, upstream: upstreamSocket! }, meta);
+        // The relay has its own handlers now. These closures would keep the upgrade request, its
+        // headers and `head` alive for the whole session.
+        socket.off('close', releaseUpstream);
+        upstream.off('unexpected-response', onRefused);
+        upstream.off('error', onFailed);
       });
     });
   }
