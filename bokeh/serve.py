@@ -290,29 +290,20 @@ def load_config(environ: Mapping[str, str]) -> Config:
         # Bokeh reads this variable itself and does not trim spaces; hand it a clean list.
         entries = parse_allow_ws_origin(override)
         env_updates["BOKEH_ALLOW_WS_ORIGIN"] = ",".join(entries)
-        return Config(
-            port=port,
-            prefix=prefix,
-            ws_origin_args=(),
-            ws_origins=entries,
-            ws_origins_from="BOKEH_ALLOW_WS_ORIGIN",
-            nodelay=nodelay,
-            log_level=log_level,
-            secret_key_from=secret_key_from,
-            dev=dev,
-            env_updates=env_updates,
-        )
-    if "BOKEH_ALLOW_WS_ORIGIN" in environ:
-        # Set but blank (a common compose pass-through): Bokeh would take it as a list
-        # holding one empty host and refuse every browser.
-        env_updates["BOKEH_ALLOW_WS_ORIGIN"] = None
-    hosts = parse_public_origins(_get(environ, "PUBLIC_ORIGINS"))
+        ws_origin_args, ws_origins, ws_origins_from = (), entries, "BOKEH_ALLOW_WS_ORIGIN"
+    else:
+        if "BOKEH_ALLOW_WS_ORIGIN" in environ:
+            # Set but blank (a common compose pass-through): Bokeh would take it as a list
+            # holding one empty host and refuse every browser.
+            env_updates["BOKEH_ALLOW_WS_ORIGIN"] = None
+        hosts = parse_public_origins(_get(environ, "PUBLIC_ORIGINS"))
+        ws_origin_args, ws_origins, ws_origins_from = hosts, hosts, "PUBLIC_ORIGINS"
     return Config(
         port=port,
         prefix=prefix,
-        ws_origin_args=hosts,
-        ws_origins=hosts,
-        ws_origins_from="PUBLIC_ORIGINS",
+        ws_origin_args=ws_origin_args,
+        ws_origins=ws_origins,
+        ws_origins_from=ws_origins_from,
         nodelay=nodelay,
         log_level=log_level,
         secret_key_from=secret_key_from,
