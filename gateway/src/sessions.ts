@@ -79,10 +79,8 @@ export function startSession(config: Config, req: IncomingMessage, forwarded: Re
   }
 
   if (tokens.length === 1) {
-    const check = verifyToken(tokens[0]!, config.secretKey);
-    if (!check.ok) return refused(403, check.problem === 'expired' ? 'TOKEN_EXPIRED' : 'BAD_TOKEN', check.message);
-    const owner = ownerProblem(config, check.payload, user);
-    if (owner !== undefined) return refused(403, 'TOKEN_NOT_YOURS', owner);
+    const refusal = tokenRefusal(config, tokens[0]!, user);
+    if (refusal !== undefined) return { ok: false, error: refusal };
     // A valid token from elsewhere (another service holding the key) goes to Bokeh unchanged.
     return { ok: true, upstreamUrl: url.pathname + url.search };
   }
@@ -106,33 +104,30 @@ export function startSession(config: Config, req: IncomingMessage, forwarded: Re
   return { ok: true, upstreamUrl: url.pathname + url.search };
 }
 
-/** With authentication on, a token minted for one user does not open a session for another. */
-function ownerProblem(config: Config, payload: Record<string, unknown>, user: string | undefined): string | undefined {
+/**
+ * Why a token may not open a session, or undefined when it may: what Bokeh checks (format,
+ * signatures, expiry) and, with authentication on, that it was issued to the same user.
+ */
+function tokenRefusal(config: Config, token: string, user: string | undefined): GatewayError | undefined {
+  const check = verifyToken(token, config.secretKey);
+  if (!check.ok) return { status: 403, code: check.problem === 'expired' ? 'TOKEN_EXPIRED' : 'BAD_TOKEN', message: check.message };
   if (config.authMode === 'none') return undefined;
-  const owner = typeof payload.user === 'string' ? payload.user : undefined;
-  return owner === user ? undefined : 'The session token was issued to another user; reload the page to start your own session.';
+  const owner = typeof check.payload.user === 'string' ? check.payload.user : undefined;
+  if (owner === user) return undefined;
+  return { status: 403, code: 'TOKEN_NOT_YOURS', message: 'The session token was issued to another user; reload the page to start your own session.' };
 }
-
-export type SocketCheck = { ok: true; sessionId: string } | { ok: false; error: GatewayError };
 
 /**
  * BokehJS opens `new WebSocket(url, ["bokeh", token])`: exactly those two subprotocols, and a
- * token that Bokeh will accept.
+ * token that Bokeh will accept. Returns why the upgrade is refused, or undefined.
  */
-export function checkSocketToken(config: Config, offered: readonly string[], user: string | undefined): SocketCheck {
+export function socketRefusal(config: Config, offered: readonly string[], user: string | undefined): GatewayError | undefined {
   if (offered.length !== 2 || offered[0] !== 'bokeh') {
     return {
-      ok: false,
-      error: {
-        status: 400,
-        code: 'BAD_SUBPROTOCOL',
-        message: 'A Bokeh WebSocket offers exactly two subprotocols, "bokeh" and then the session token (Sec-WebSocket-Protocol: bokeh, <token>).',
-      },
+      status: 400,
+      code: 'BAD_SUBPROTOCOL',
+      message: 'A Bokeh WebSocket offers exactly two subprotocols, "bokeh" and then the session token (Sec-WebSocket-Protocol: bokeh, <token>).',
     };
   }
-  const check = verifyToken(offered[1]!, config.secretKey);
-  if (!check.ok) return { ok: false, error: { status: 403, code: check.problem === 'expired' ? 'TOKEN_EXPIRED' : 'BAD_TOKEN', message: check.message } };
-  const owner = ownerProblem(config, check.payload, user);
-  if (owner !== undefined) return { ok: false, error: { status: 403, code: 'TOKEN_NOT_YOURS', message: owner } };
-  return { ok: true, sessionId: check.sessionId };
+  return tokenRefusal(config, offered[1]!, user);
 }

@@ -20,7 +20,7 @@ import { answerOnSocket, upstreamError, type GatewayError } from './errors.js';
 import type { ClientView } from './forwarded.js';
 import { forwardedHeaders, underPrefix } from './proxy.js';
 import { classifyBokehRequest } from './routes.js';
-import { checkSocketToken } from './sessions.js';
+import { socketRefusal } from './sessions.js';
 
 /** Close codes of our own, chosen from RFC 6455 and the IANA registry. */
 export const CLOSE = {
@@ -218,8 +218,8 @@ export function webSocketRelay(config: Config, view: (req: IncomingMessage) => C
     auth.authenticate(req, v).then(
       (result) => {
         if (!result.ok) return refuse(socket, result.error, meta, result.headers);
-        const token = checkSocketToken(config, subprotocols(req), result.user);
-        if (!token.ok) return refuse(socket, token.error, meta);
+        const refusal = socketRefusal(config, subprotocols(req), result.user);
+        if (refusal !== undefined) return refuse(socket, refusal, meta);
         connect(req, socket, head, v, `${path}${query === undefined ? '' : `?${query}`}`, { ...meta, app, user: result.user });
       },
       () => socket.destroy(),
