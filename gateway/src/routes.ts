@@ -30,20 +30,20 @@ function refuse(status: number, code: string, message: string, headers?: Record<
  * Decodes a path segment, refusing what no Bokeh URL contains and what path tricks rely on:
  * dot segments (also percent-encoded), encoded slashes and backslashes, control characters.
  */
-function segmentProblem(raw: string): string | undefined {
-  if (raw === '') return 'empty path segments ("//")';
-  let decoded: string;
+function decodeSegment(raw: string): { value: string } | { problem: string } {
+  if (raw === '') return { problem: 'empty path segments ("//")' };
+  let value: string;
   try {
-    decoded = decodeURIComponent(raw);
+    value = decodeURIComponent(raw);
   } catch {
-    return 'malformed percent-encoding';
+    return { problem: 'malformed percent-encoding' };
   }
-  if (decoded === '.' || decoded === '..') return 'dot segments ("." and "..")';
-  if (/[/\\]/.test(decoded)) return 'encoded slashes or backslashes';
+  if (value === '.' || value === '..') return { problem: 'dot segments ("." and "..")' };
+  if (/[/\\]/.test(value)) return { problem: 'encoded slashes or backslashes' };
   // eslint-disable-next-line no-control-regex -- control characters are what this refuses
-  if (/[\x00-\x1f\x7f]/.test(decoded)) return 'control characters';
-  if (decoded.includes('%')) return 'double percent-encoding';
-  return undefined;
+  if (/[\x00-\x1f\x7f]/.test(value)) return { problem: 'control characters' };
+  if (value.includes('%')) return { problem: 'double percent-encoding' };
+  return { value };
 }
 
 /**
@@ -52,22 +52,18 @@ function segmentProblem(raw: string): string | undefined {
  */
 export function classifyBokehRequest(method: string, pathname: string, prefix: string, apps: readonly string[]): RouteResult {
   const rest = pathname.slice(prefix.length);
-  const segments = rest.split('/').slice(1);
   // "/bokeh" and "/bokeh/" are Bokeh's index of every app it serves, listed or not.
   if (rest === '' || rest === '/')
     return refuse(404, 'NOT_FOUND', `Bokeh's index is not served; the apps are ${apps.map((app) => `${prefix}/${app}`).join(', ')}.`);
-  for (const segment of segments.slice(0, -1)) {
-    const problem = segmentProblem(segment);
-    if (problem !== undefined) return refuse(400, 'BAD_PATH', `Paths under ${prefix} may not contain ${problem}.`);
+  const segments = rest.split('/').slice(1);
+  // A trailing slash is fine ("/bokeh/sliders/" is Bokeh's page); every other segment is checked.
+  if (segments.at(-1) === '') segments.pop();
+  const parts: string[] = [];
+  for (const segment of segments) {
+    const decoded = decodeSegment(segment);
+    if ('problem' in decoded) return refuse(400, 'BAD_PATH', `Paths under ${prefix} may not contain ${decoded.problem}.`);
+    parts.push(decoded.value);
   }
-  const last = segments.at(-1)!;
-  // A trailing slash is fine ("/bokeh/sliders/" is Bokeh's page); anything else is checked.
-  if (last !== '' || segments.length === 1) {
-    const problem = segmentProblem(last);
-    if (problem !== undefined) return refuse(400, 'BAD_PATH', `Paths under ${prefix} may not contain ${problem}.`);
-  }
-  const parts = segments.map((segment) => decodeURIComponent(segment));
-  if (parts.at(-1) === '') parts.pop();
 
   let route: BokehRoute | undefined;
   const [first, second, ...more] = parts;
