@@ -1,40 +1,43 @@
 /**
- * Bokeh's WebSocket (`<prefix>/<app>/ws`), relayed message for message. The gateway opens the
- * upstream connection first and only then completes the browser's handshake, so a refusal from
- * Bokeh (bad token, wrong origin) reaches the browser as Bokeh's own HTTP status instead of an
- * accepted socket that closes at once.
+ * Bokeh's WebSocket (`<prefix>/<app>/ws`). The gateway checks the upgrade (route, handshake,
+ * Origin, sign-in, token), opens Bokeh's side first and completes the browser's handshake only
+ * when Bokeh has accepted, so a refusal from Bokeh reaches the browser as an HTTP status rather
+ * than a socket that opens and closes at once.
  *
- * The relay terminates both sockets rather than splicing bytes, which is what lets the gateway
- * enforce a message limit and close every session with 1001 on shutdown. It keeps what Bokeh
- * relies on: the subprotocols ("bokeh" plus the session token) pass through untouched, every
- * message keeps its text/binary type and order (Bokeh sends a buffer as a text header followed
- * by a binary frame), pings and pongs go end to end, and close codes carry over.
+ * After the handshake the relay passes frames through unchanged, reading only their headers
+ * (frames.ts): no message is reassembled, unmasked or copied, which keeps the relay as cheap as
+ * NGINX's. The headers are enough for what the gateway promises: frames are well formed, no
+ * message exceeds WS_MAX_MESSAGE_BYTES, silent browsers are closed, and on shutdown every session
+ * gets a close frame with 1001. Bokeh's choices pass through as they are: the subprotocols
+ * ("bokeh" plus the session token), each frame's type and order (a buffer is a text header frame
+ * followed by a binary frame), pings and pongs, and close codes.
  */
-import type { IncomingMessage } from 'node:http';
+import { createHash } from 'node:crypto';
+import { request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
-import { WebSocket, WebSocketServer, type RawData } from 'ws';
 import type { Authenticator } from './auth.js';
 import type { Config } from './config.js';
 import { answerOnSocket, upstreamError, type GatewayError } from './errors.js';
 import type { ClientView } from './forwarded.js';
+import { clientCloseFrame, FrameScanner, serverCloseFrame, type ScanResult } from './frames.js';
 import { forwardedHeaders, underPrefix } from './proxy.js';
 import { classifyBokehRequest } from './routes.js';
 import { socketRefusal } from './sessions.js';
 
 /** Close codes of our own, chosen from RFC 6455 and the IANA registry. */
 export const CLOSE = {
-  /** Gateway shutting down: the browser should reconnect later. */
+  /** Gateway shutting down, or the browser went silent: reconnect later. */
   goingAway: 1001,
   /** Bokeh's side dropped without a close frame (restart, crash, network). */
   bokehLost: 1014,
-  /** A close code that may not be sent on the wire arrived; report a generic failure. */
-  internalError: 1011,
 } as const;
 
-/** Sender backpressure: stop reading from one side while the other has this much queued. */
-const HIGH_WATER_BYTES = 8 * 1024 * 1024;
-const LOW_WATER_BYTES = 1024 * 1024;
+/** After its close frame, how long a peer gets to close the connection before it is cut. */
+const CLOSE_GRACE_MS = 5_000;
+const ACCEPT_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 
 export interface WebSocketRelay {
   /** The HTTP server's `upgrade` listener. */
@@ -42,25 +45,6 @@ export interface WebSocketRelay {
   /** Refuse new sessions and close open ones with `code`; resolves when all are closed. */
   closeAll(code: number, reason: string, timeoutMs: number): Promise<void>;
   readonly openSessions: number;
-}
-
-/**
- * Bokeh writes each message as several frames, and they usually arrive in one read. Holding a
- * socket's writes until the end of the current tick passes them on in one system call (and one
- * packet) instead of one per frame, which was most of the relay's CPU time.
- */
-export function tickBatcher(socket: Duplex): () => void {
-  let held = false;
-  const flush = () => {
-    held = false;
-    socket.uncork();
-  };
-  return () => {
-    if (held) return;
-    held = true;
-    socket.cork();
-    process.nextTick(flush);
-  };
 }
 
 /** RFC 6455 section 4.2.1: what a valid opening handshake must carry. */
@@ -71,6 +55,12 @@ function handshakeProblem(req: IncomingMessage): string | undefined {
   if (typeof key !== 'string' || !/^[+/0-9A-Za-z]{22}==$/.test(key)) return 'Sec-WebSocket-Key is missing or malformed';
   if (req.headers['sec-websocket-version'] !== '13') return 'Sec-WebSocket-Version must be 13';
   return undefined;
+}
+
+export function acceptKey(key: string): string {
+  return createHash('sha1')
+    .update(key + ACCEPT_GUID)
+    .digest('base64');
 }
 
 /** The Origin header as an origin ("https://host[:port]"), or undefined when it is not one. */
@@ -90,90 +80,181 @@ function subprotocols(req: IncomingMessage): string[] {
     .filter(Boolean);
 }
 
-/** Codes 1005, 1006 and 1015 describe a close but may never be sent; map them to sendable ones. */
-export function relayCloseCode(code: number, lost: number): number | undefined {
-  if (code === 1005) return undefined;
-  if (code === 1006 || code === 1015) return lost;
-  if ((code >= 1000 && code <= 1014 && code !== 1004) || (code >= 3000 && code <= 4999)) return code;
-  return CLOSE.internalError;
+type Side = 'browser' | 'bokeh';
+
+/** One direction of a session: frames read from `from`, scanned, written to `to`. */
+interface Direction {
+  from: Duplex;
+  to: Duplex;
+  scanner: FrameScanner;
+  /** Who reads what this direction writes. */
+  toSide: Side;
+  /** A close frame went to `to` (passed on or our own): nothing else may follow it. */
+  closeSent: boolean;
+  /** `to` is ended or destroyed. */
+  done: boolean;
 }
 
-/** A close reason is at most 123 bytes on the wire. */
-function clampReason(reason: Buffer | string): string {
-  const text = reason.toString();
-  return Buffer.byteLength(text) <= 123
-    ? text
-    : Buffer.from(text)
-        .subarray(0, 120)
-        .toString()
-        .replace(/\uFFFD$/, '');
+/** A relayed session: the browser's socket, Bokeh's socket, and the frames between them. */
+class Session {
+  private readonly up: Direction;
+  private readonly down: Direction;
+  private readonly opened = Date.now();
+  /** The first close frame seen, and whose it was. */
+  private closeCode: number | undefined;
+  private closedBy: Side | 'gateway' | undefined;
+  /** The close frame we still owe each side once its direction reaches a frame boundary. */
+  private owed: { browser?: Buffer; bokeh?: Buffer } = {};
+  private graceTimer: NodeJS.Timeout | undefined;
+  private ended = false;
+  /** Set by traffic from the browser; the idle sweep clears it. */
+  active = true;
+  idleSince = Date.now();
+  readonly finished: Promise<void>;
+  private finish!: () => void;
+
+  constructor(
+    readonly browser: Duplex,
+    readonly bokeh: Socket,
+    maxMessageBytes: number,
+    readonly meta: Record<string, unknown>,
+    private readonly log: Logger,
+    onEnd: (session: Session) => void,
+  ) {
+    this.finished = new Promise((resolve) => (this.finish = resolve));
+    this.up = { from: browser, to: bokeh, scanner: new FrameScanner(true, maxMessageBytes), toSide: 'bokeh', closeSent: false, done: false };
+    this.down = { from: bokeh, to: browser, scanner: new FrameScanner(false, maxMessageBytes), toSide: 'browser', closeSent: false, done: false };
+    for (const dir of [this.up, this.down]) {
+      const opposite = dir === this.up ? this.down : this.up;
+      dir.from.on('data', (chunk: Buffer) => {
+        if (dir === this.up) this.active = true;
+        this.deliver(dir, dir.scanner.scan(chunk));
+      });
+      dir.from.on('end', () => this.sourceEnded(dir));
+      dir.from.on('close', () => {
+        this.sourceEnded(dir);
+        // Nothing can be written to a closed socket any more.
+        opposite.done = true;
+        if (this.browser.destroyed && this.bokeh.destroyed && !this.ended) {
+          this.ended = true;
+          clearTimeout(this.graceTimer);
+          onEnd(this);
+          log.info({ ...meta, code: this.closeCode, by: this.closedBy, durationMs: Date.now() - this.opened }, 'websocket closed');
+          this.finish();
+        }
+      });
+    }
+    browser.on('error', (err) => log.info({ ...meta, err: err.message }, 'websocket browser error'));
+    bokeh.on('error', (err) => log.warn({ ...meta, err: err.message }, 'websocket bokeh error'));
+  }
+
+  /** Starts relaying, with whatever either side sent right after its handshake. */
+  start(browserHead: Buffer, bokehHead: Buffer): void {
+    if (bokehHead.length > 0) this.deliver(this.down, this.down.scanner.scan(bokehHead));
+    if (browserHead.length > 0) this.deliver(this.up, this.up.scanner.scan(browserHead));
+  }
+
+  private deliver(dir: Direction, result: ScanResult): void {
+    if (result.forward !== undefined && !dir.done && !dir.to.write(result.forward) && !dir.from.isPaused()) {
+      // The reader is behind: stop reading from the writer until it catches up.
+      dir.from.pause();
+      dir.to.once('drain', () => dir.from.resume());
+    }
+    if (result.closed !== undefined) {
+      dir.closeSent = true;
+      this.noteClose(result.closed.code, dir === this.up ? 'browser' : 'bokeh');
+    }
+    if (result.held) this.payOwed(dir);
+    if (result.violation !== undefined) {
+      const { code, reason } = result.violation;
+      const sender = dir === this.up ? 'browser' : 'bokeh';
+      this.log.info({ ...this.meta, code, reason, sender }, 'websocket protocol violation');
+      this.close(code, sender === 'browser' ? reason : `Bokeh sent a frame the gateway refuses: ${reason}`);
+    }
+  }
+
+  private noteClose(code: number | undefined, by: Side | 'gateway'): void {
+    if (this.closedBy !== undefined) return;
+    this.closeCode = code;
+    this.closedBy = by;
+  }
+
+  /** Sends both sides a close frame of our own (each at its next frame boundary) and ends. */
+  close(code: number, reason: string): void {
+    this.noteClose(code, 'gateway');
+    this.owe(this.down, serverCloseFrame(code, reason));
+    this.owe(this.up, clientCloseFrame(code, reason));
+    this.graceTimer ??= setTimeout(() => this.destroy(), CLOSE_GRACE_MS).unref();
+  }
+
+  private owe(dir: Direction, frame: Buffer): void {
+    if (dir.closeSent || dir.done) return;
+    this.owed[dir.toSide] = frame;
+    if (dir.scanner.hold()) this.payOwed(dir);
+  }
+
+  private payOwed(dir: Direction): void {
+    const frame = this.owed[dir.toSide];
+    if (frame === undefined || dir.done) return;
+    this.owed[dir.toSide] = undefined;
+    dir.closeSent = true;
+    dir.done = true;
+    dir.to.end(frame);
+  }
+
+  /**
+   * The side `dir` reads from stopped sending, so `dir`'s reader is finished with too. After a
+   * proper close frame that is the end of the close handshake; a side that just dropped is
+   * reported to the other with a close frame of our own.
+   */
+  private sourceEnded(dir: Direction): void {
+    if (dir.done) return;
+    dir.done = true;
+    const bokehLost = dir === this.down;
+    if (!dir.closeSent && dir.scanner.hold()) {
+      dir.closeSent = true;
+      dir.to.write(
+        bokehLost
+          ? serverCloseFrame(CLOSE.bokehLost, 'Lost connection to the Bokeh server; reload the page')
+          : clientCloseFrame(CLOSE.goingAway, 'browser went away'),
+      );
+      this.noteClose(bokehLost ? CLOSE.bokehLost : 1006, bokehLost ? 'bokeh' : 'browser');
+    }
+    // Mid-frame there is no clean way out: that frame can never be finished.
+    if (dir.closeSent) dir.to.end();
+    else dir.to.destroy();
+    this.graceTimer ??= setTimeout(() => this.destroy(), CLOSE_GRACE_MS).unref();
+  }
+
+  destroy(): void {
+    this.browser.destroy();
+    this.bokeh.destroy();
+  }
 }
 
 export function webSocketRelay(config: Config, view: (req: IncomingMessage) => ClientView, auth: Authenticator, log: Logger): WebSocketRelay {
   const allowedOrigins = new Set(config.publicOrigins.map((origin) => origin.origin));
-  const sessions = new Set<{ client: WebSocket; upstream: WebSocket }>();
+  const sessions = new Set<Session>();
+  const send = config.bokehUrl.protocol === 'https:' ? httpsRequest : httpRequest;
   let accepting = true;
 
-  const wss = new WebSocketServer({
-    noServer: true,
-    clientTracking: false,
-    perMessageDeflate: false,
-    maxPayload: config.wsMaxMessageBytes,
-    autoPong: false,
-    skipUTF8Validation: true,
-    // The protocol Bokeh picked, recorded on the request before the handshake completes.
-    handleProtocols: (_offered, req) => (req as IncomingMessage & { bokehProtocol?: string }).bokehProtocol ?? false,
-  });
-
-  function pipe(from: WebSocket, to: WebSocket, toSocket: Duplex): void {
-    const batch = tickBatcher(toSocket);
-    from.on('message', (data: RawData, isBinary: boolean) => {
-      if (to.readyState !== WebSocket.OPEN) return;
-      batch();
-      to.send(data as Buffer, { binary: isBinary }, () => {
-        if (from.isPaused && to.bufferedAmount < LOW_WATER_BYTES) from.resume();
-      });
-      if (to.bufferedAmount > HIGH_WATER_BYTES) from.pause();
-    });
-    from.on('ping', (data) => to.readyState === WebSocket.OPEN && to.ping(data));
-    from.on('pong', (data) => to.readyState === WebSocket.OPEN && to.pong(data));
-  }
-
-  function relay(client: WebSocket, upstream: WebSocket, sockets: { client: Duplex; upstream: Duplex }, meta: Record<string, unknown>): void {
-    const session = { client, upstream };
-    const opened = Date.now();
-    sessions.add(session);
-    log.info({ ...meta, protocol: client.protocol }, 'websocket opened');
-    pipe(client, upstream, sockets.upstream);
-    pipe(upstream, client, sockets.client);
-
-    // A browser answers Bokeh's keep-alive pings, so silence means it is gone (or never was one).
-    if (config.wsIdleTimeoutMs > 0) {
-      const idle = setTimeout(() => {
-        log.info({ ...meta, idleMs: config.wsIdleTimeoutMs }, 'websocket idle, closing');
-        client.close(CLOSE.goingAway, `No traffic for ${Math.round(config.wsIdleTimeoutMs / 1000)} s; reload the page`);
-        upstream.close(CLOSE.goingAway, 'client idle');
-      }, config.wsIdleTimeoutMs);
-      const active = () => idle.refresh();
-      client.on('message', active);
-      client.on('pong', active);
-      client.on('ping', active);
-      client.once('close', () => clearTimeout(idle));
-    }
-
-    upstream.on('close', (code, reason) => {
-      if (client.readyState === WebSocket.OPEN) {
-        const sent = relayCloseCode(code, CLOSE.bokehLost);
-        client.close(sent, sent === CLOSE.bokehLost ? 'Lost connection to the Bokeh server; reload the page' : clampReason(reason));
+  // A browser answers Bokeh's keep-alive pings, so silence means it is gone (or never was one).
+  // One sweep for all sessions costs less than a timer reset on every frame.
+  if (config.wsIdleTimeoutMs > 0) {
+    const every = Math.min(1_000, config.wsIdleTimeoutMs / 10);
+    setInterval(() => {
+      const now = Date.now();
+      for (const session of sessions) {
+        if (session.active) {
+          session.active = false;
+          session.idleSince = now;
+        } else if (now - session.idleSince >= config.wsIdleTimeoutMs) {
+          session.idleSince = Infinity;
+          log.info({ ...session.meta, idleMs: config.wsIdleTimeoutMs }, 'websocket idle, closing');
+          session.close(CLOSE.goingAway, `No traffic for ${Math.round(config.wsIdleTimeoutMs / 1000)} s; reload the page`);
+        }
       }
-    });
-    client.on('close', (code, reason) => {
-      sessions.delete(session);
-      if (upstream.readyState === WebSocket.OPEN) upstream.close(relayCloseCode(code, CLOSE.goingAway), clampReason(reason));
-      log.info({ ...meta, code, durationMs: Date.now() - opened }, 'websocket closed');
-    });
-    client.on('error', (err) => log.info({ ...meta, err: err.message }, 'websocket client error'));
-    upstream.on('error', (err) => log.warn({ ...meta, err: err.message }, 'websocket bokeh error'));
+    }, every).unref();
   }
 
   function refuse(socket: Duplex, error: GatewayError, meta: Record<string, unknown>, headers?: Record<string, string>): void {
@@ -218,55 +299,58 @@ export function webSocketRelay(config: Config, view: (req: IncomingMessage) => C
     auth.authenticate(req, v).then(
       (result) => {
         if (!result.ok) return refuse(socket, result.error, meta, result.headers);
-        const refusal = socketRefusal(config, subprotocols(req), result.user);
+        const offered = subprotocols(req);
+        const refusal = socketRefusal(config, offered, result.user);
         if (refusal !== undefined) return refuse(socket, refusal, meta);
-        connect(req, socket, head, v, `${path}${query === undefined ? '' : `?${query}`}`, { ...meta, app, user: result.user });
+        connect(req, socket, head, v, offered, `${path}${query === undefined ? '' : `?${query}`}`, { ...meta, app, user: result.user });
       },
       () => socket.destroy(),
     );
   }
 
-  function connect(req: IncomingMessage, socket: Duplex, head: Buffer, v: ClientView, pathAndQuery: string, meta: Record<string, unknown>): void {
-    const target = new URL(pathAndQuery, config.bokehUrl);
-    target.protocol = target.protocol === 'https:' ? 'wss:' : 'ws:';
-    const headers: Record<string, string> = { ...forwardedHeaders(req, v) };
-    delete headers.host;
-    if (typeof req.headers.cookie === 'string') headers.cookie = req.headers.cookie;
-    if (typeof req.headers['user-agent'] === 'string') headers['user-agent'] = req.headers['user-agent'];
-
-    let upstream: WebSocket;
-    try {
-      upstream = new WebSocket(target, subprotocols(req), {
-        headers,
-        ...(typeof req.headers.origin === 'string' ? { origin: req.headers.origin } : {}),
-        perMessageDeflate: false,
-        maxPayload: config.wsMaxMessageBytes,
-        autoPong: false,
-        skipUTF8Validation: true,
-        handshakeTimeout: config.upstreamTimeoutMs,
-        followRedirects: false,
-      });
-    } catch (err) {
-      // ws rejects subprotocol lists that are not valid tokens or repeat a value.
-      refuse(socket, { status: 400, code: 'BAD_SUBPROTOCOL', message: `Invalid Sec-WebSocket-Protocol: ${(err as Error).message}.` }, meta);
-      return;
+  /** Bokeh's side of the handshake, with the browser's key and subprotocols. */
+  function connect(
+    req: IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+    v: ClientView,
+    offered: string[],
+    pathAndQuery: string,
+    meta: Record<string, unknown>,
+  ): void {
+    const key = req.headers['sec-websocket-key']!;
+    const headers: Record<string, string> = {
+      ...forwardedHeaders(req, v),
+      host: config.bokehUrl.host,
+      connection: 'Upgrade',
+      upgrade: 'websocket',
+      'sec-websocket-version': '13',
+      'sec-websocket-key': key,
+      'sec-websocket-protocol': offered.join(', '),
+    };
+    for (const name of ['origin', 'cookie', 'user-agent'] as const) {
+      const value = req.headers[name];
+      if (typeof value === 'string') headers[name] = value;
     }
 
-    // Until the relay owns the browser's socket, losing that socket must release Bokeh's.
-    let relayed = false;
     let answered = false;
-    const releaseUpstream = () => {
-      if (!relayed) upstream.terminate();
-    };
+    const upstream: ClientRequest = send(new URL(pathAndQuery, config.bokehUrl), { method: 'GET', headers, agent: false });
+    // Until the relay owns the browser's socket, losing that socket must release Bokeh's.
+    const releaseUpstream = () => upstream.destroy();
     socket.once('close', releaseUpstream);
-
-    let upstreamSocket: Duplex | undefined;
-    upstream.once('upgrade', (res) => {
-      (req as IncomingMessage & { bokehProtocol?: string }).bokehProtocol = res.headers['sec-websocket-protocol'];
-      upstreamSocket = res.socket;
-    });
-    const onRefused = (_request: unknown, res: IncomingMessage) => {
+    const fail = (error: GatewayError) => {
+      if (answered) return;
       answered = true;
+      socket.off('close', releaseUpstream);
+      refuse(socket, error, meta);
+      upstream.destroy();
+    };
+
+    upstream.setTimeout(config.upstreamTimeoutMs, () => {
+      upstream.destroy(Object.assign(new Error(`no answer within ${config.upstreamTimeoutMs} ms`), { code: 'ETIMEDOUT' }));
+    });
+    upstream.on('error', (err: NodeJS.ErrnoException) => fail(upstreamError(err, config.bokehUrl.origin)));
+    upstream.on('response', (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (chunk: string) => {
@@ -282,58 +366,65 @@ export function webSocketRelay(config: Config, view: (req: IncomingMessage) => C
           res.statusMessage ||
           '';
         const status = res.statusCode ?? 502;
-        refuse(socket, { status, code: 'BOKEH_REFUSED', message: `The Bokeh server refused the WebSocket (${status}${detail ? `: ${detail}` : ''}).` }, meta);
-        upstream.terminate();
-      });
-    };
-    const onFailed = (err: NodeJS.ErrnoException) => {
-      if (answered) return;
-      answered = true;
-      refuse(socket, upstreamError(err, config.bokehUrl.origin), meta);
-    };
-    upstream.once('unexpected-response', onRefused);
-    upstream.on('error', onFailed);
-    upstream.once('open', () => {
-      answered = true;
-      if (!socket.writable) {
-        upstream.close(CLOSE.goingAway, 'client went away');
-        return;
-      }
-      wss.handleUpgrade(req, socket, head, (client) => {
-        relayed = true;
-        relay(client, upstream, { client: socket, upstream: upstreamSocket! }, meta);
-        // The relay has its own handlers now. These closures would keep the upgrade request, its
-        // headers and `head` alive for the whole session.
-        socket.off('close', releaseUpstream);
-        upstream.off('unexpected-response', onRefused);
-        upstream.off('error', onFailed);
+        fail({ status, code: 'BOKEH_REFUSED', message: `The Bokeh server refused the WebSocket (${status}${detail ? `: ${detail}` : ''}).` });
       });
     });
+    upstream.on('upgrade', (res, bokeh: Socket, bokehHead: Buffer) => {
+      const protocol = res.headers['sec-websocket-protocol'];
+      const wrong =
+        res.headers['sec-websocket-accept'] !== acceptKey(key)
+          ? 'a wrong Sec-WebSocket-Accept'
+          : protocol !== undefined && !offered.includes(protocol)
+            ? `a subprotocol that was not offered (${protocol.slice(0, 50)})`
+            : res.headers['sec-websocket-extensions'] !== undefined
+              ? 'an extension that was not offered'
+              : undefined;
+      if (wrong !== undefined) {
+        bokeh.destroy();
+        fail({ status: 502, code: 'BOKEH_BAD_GATEWAY', message: `The Bokeh server answered the WebSocket handshake with ${wrong}.` });
+        return;
+      }
+      answered = true;
+      socket.off('close', releaseUpstream);
+      upstream.setTimeout(0);
+      // The handshake's listeners hold the browser's request; the session needs none of it.
+      upstream.removeAllListeners();
+      upstream.on('error', () => undefined);
+      bokeh.on('error', () => bokeh.destroy());
+      if (!socket.writable) {
+        bokeh.end(clientCloseFrame(CLOSE.goingAway, 'browser went away'));
+        return;
+      }
+      bokeh.setNoDelay(true);
+      bokeh.setTimeout(0);
+      socket.write(
+        'HTTP/1.1 101 Switching Protocols\r\n' +
+          'Upgrade: websocket\r\n' +
+          'Connection: Upgrade\r\n' +
+          `Sec-WebSocket-Accept: ${res.headers['sec-websocket-accept']}\r\n` +
+          (protocol === undefined ? '' : `Sec-WebSocket-Protocol: ${protocol}\r\n`) +
+          '\r\n',
+      );
+      const session = new Session(socket, bokeh, config.wsMaxMessageBytes, meta, log, (ended) => sessions.delete(ended));
+      sessions.add(session);
+      log.info({ ...meta, protocol }, 'websocket opened');
+      session.start(head, bokehHead);
+    });
+    upstream.end();
   }
 
   async function closeAll(code: number, reason: string, timeoutMs: number): Promise<void> {
     accepting = false;
     const open = [...sessions];
-    const closed = open.map(
-      ({ client, upstream }) =>
-        new Promise<void>((resolve) => {
-          if (client.readyState === WebSocket.CLOSED) return resolve();
-          client.once('close', () => resolve());
-          client.close(code, reason);
-          if (upstream.readyState === WebSocket.OPEN) upstream.close(code, reason);
-        }),
-    );
+    for (const session of open) session.close(code, reason);
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<void>((resolve) => {
       timer = setTimeout(() => {
-        for (const { client, upstream } of open) {
-          client.terminate();
-          upstream.terminate();
-        }
+        for (const session of open) session.destroy();
         resolve();
       }, timeoutMs);
     });
-    await Promise.race([Promise.all(closed), deadline]);
+    await Promise.race([Promise.all(open.map((session) => session.finished)), deadline]);
     clearTimeout(timer);
   }
 
