@@ -4,15 +4,28 @@
  * token replayed after it has expired.
  */
 import { BokehClient } from './bokeh-client.js';
-import { frontOf, HOSTILE_CASES, HOSTILE_ENVIRONMENT, pageToken, servesSession, upgrade, type Expectation, type Front, type RawReply } from './hostile.js';
+import {
+  frontOf,
+  HOSTILE_CASES,
+  HOSTILE_ENVIRONMENT,
+  pageToken,
+  servesSession,
+  upgrade,
+  type Closed,
+  type Expectation,
+  type Front,
+  type RawReply,
+} from './hostile.js';
 import { PREFIX, useStack } from './stack.js';
 
-function check(outcome: RawReply | number, expectation: Expectation): void {
+function check(outcome: RawReply | Closed, expectation: Expectation): void {
   if ('closeCode' in expectation) {
-    expect(outcome).toBe(expectation.closeCode);
+    if (!('code' in outcome)) throw new Error(`expected a WebSocket close, got HTTP ${outcome.status ?? 'no answer'}`);
+    expect(outcome.code).toBe(expectation.closeCode);
+    if (expectation.reason) expect(outcome.reason).toMatch(expectation.reason);
     return;
   }
-  if (typeof outcome === 'number') throw new Error(`expected an HTTP answer, got WebSocket close code ${outcome}`);
+  if ('code' in outcome) throw new Error(`expected an HTTP answer, got WebSocket close code ${outcome.code} (${outcome.reason})`);
   if ('closed' in expectation) {
     expect(outcome.endedAfterMs).toBeLessThanOrEqual(expectation.withinMs);
     if (outcome.status !== undefined) expect(expectation.status).toContain(outcome.status);

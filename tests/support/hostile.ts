@@ -36,6 +36,7 @@ export const HOSTILE_ENVIRONMENT: Record<string, string> = {
   HEADERS_TIMEOUT_MS: '3000',
   REQUEST_TIMEOUT_MS: '5000',
   WS_MAX_MESSAGE_BYTES: '1048576',
+  WS_IDLE_TIMEOUT_MS: '10000',
 };
 
 export interface RawReply {
@@ -146,8 +147,14 @@ export async function servesSession(front: Front): Promise<void> {
   }
 }
 
-/** Sends one message larger than the stack's limit on an open session; resolves with the close code. */
-export async function oversizedMessage(front: Front, bytes: number): Promise<number> {
+/** How the server closed an open WebSocket. */
+export interface Closed {
+  code: number;
+  reason: string;
+}
+
+/** A real session's WebSocket, opened the way BokehJS opens it, and how the server will close it. */
+async function openSocket(front: Front): Promise<{ socket: WebSocket; closed: Promise<Closed> }> {
   const token = await pageToken(front);
   const socket = new WebSocket(`${front.url.replace(/^http/, 'ws')}${PREFIX}/ping/ws`, ['bokeh', token], {
     origin: front.origin,
@@ -157,10 +164,34 @@ export async function oversizedMessage(front: Front, bytes: number): Promise<num
     socket.once('open', resolve);
     socket.once('error', reject);
   });
-  const closed = new Promise<number>((resolve) => socket.once('close', (code) => resolve(code)));
   socket.on('error', () => undefined);
+  const closed = new Promise<Closed>((resolve) => socket.once('close', (code, reason) => resolve({ code, reason: reason.toString() })));
+  return { socket, closed };
+}
+
+/** Sends one message larger than the stack's limit on an open session. */
+export async function oversizedMessage(front: Front, bytes: number): Promise<Closed> {
+  const { socket, closed } = await openSocket(front);
   socket.send('x'.repeat(bytes));
   return closed;
+}
+
+/** Writes `bytes` on an open session's connection as they are, bypassing the client's framing. */
+export async function rawFrame(front: Front, bytes: number[]): Promise<Closed> {
+  const { socket, closed } = await openSocket(front);
+  (socket as unknown as { _socket: Socket })._socket.write(Buffer.from(bytes));
+  return closed;
+}
+
+/** Opens a session and sends nothing at all. */
+export async function silentSocket(front: Front): Promise<Closed> {
+  return (await openSocket(front)).closed;
+}
+
+/** A masked client frame: FIN, `rsv` bits and `opcode` in the first byte. */
+function maskedFrame(first: number, payload: string): number[] {
+  const mask = [0x12, 0x34, 0x56, 0x78];
+  return [first, 0x80 | payload.length, ...mask, ...Buffer.from(payload).map((byte, i) => byte ^ mask[i % 4]!)];
 }
 
 export type Expectation =
@@ -168,12 +199,12 @@ export type Expectation =
   | { status: number | number[]; message?: RegExp }
   /** The server hangs up within `withinMs`, with one of `status` or without an answer. */
   | { closed: 'any'; withinMs: number; status: number[] }
-  /** An open WebSocket closed by the server with this code. */
-  | { closeCode: number };
+  /** An open WebSocket closed by the server with this code, and a reason that says why. */
+  | { closeCode: number; reason?: RegExp };
 
 export interface HostileCase {
   name: string;
-  run(front: Front): Promise<RawReply | number>;
+  run(front: Front): Promise<RawReply | Closed>;
   expect: Expectation;
   /** When NGINX answers first in the nginx layout, it may answer differently. */
   nginx?: Expectation;
@@ -353,7 +384,25 @@ export const HOSTILE_CASES: HostileCase[] = [
     nginx: { status: 400 },
   },
   { name: 'a request target of 100 KB', run: (f) => get(f, `${PREFIX}/ping?${'q'.repeat(100 * 1024)}`), expect: { status: 431 }, nginx: { status: 414 } },
-  { name: 'a WebSocket message over WS_MAX_MESSAGE_BYTES', run: (f) => oversizedMessage(f, 1024 * 1024 + 1), expect: { closeCode: 1009 } },
+  {
+    name: 'a WebSocket message over WS_MAX_MESSAGE_BYTES',
+    run: (f) => oversizedMessage(f, 1024 * 1024 + 1),
+    expect: { closeCode: 1009, reason: /WS_MAX_MESSAGE_BYTES \(1048576 bytes\)/ },
+  },
+  // --- WebSocket frames --------------------------------------------------------------------------
+  { name: 'an unmasked frame from a client', run: (f) => rawFrame(f, [0x81, 0x02, 0x68, 0x69]), expect: { closeCode: 1002, reason: /must be masked/ } },
+  {
+    name: 'a compressed frame when no compression was negotiated',
+    run: (f) => rawFrame(f, maskedFrame(0xc1, 'hi')),
+    expect: { closeCode: 1002, reason: /Reserved frame bits/ },
+  },
+  { name: 'a frame with an unknown opcode', run: (f) => rawFrame(f, maskedFrame(0x83, 'hi')), expect: { closeCode: 1002, reason: /opcode 3/ } },
+  { name: 'a fragmented ping', run: (f) => rawFrame(f, maskedFrame(0x09, 'hi')), expect: { closeCode: 1002, reason: /Control frames/ } },
+  {
+    name: 'a WebSocket that sends nothing for WS_IDLE_TIMEOUT_MS',
+    run: (f) => silentSocket(f),
+    expect: { closeCode: 1001, reason: /No traffic for 10 s; reload the page/ },
+  },
   {
     name: 'a request body on a Bokeh route',
     run: (f) => raw(f, [`GET ${PREFIX}/ping HTTP/1.1\r\nHost: ${hostOf(f)}\r\nConnection: close\r\nContent-Length: 2097152\r\n\r\n`, 'x'.repeat(64 * 1024)]),
