@@ -6,7 +6,7 @@ import autocannon from 'autocannon';
 import * as hdr from 'hdr-histogram-js';
 import { randomUUID } from 'node:crypto';
 import { modelNamed, type BokehClient, type BokehMessage } from '../tests/support/bokeh-client.js';
-import { openSession } from './session.js';
+import { openSession, sessionToken } from './session.js';
 import type { BenchPath } from './stack.js';
 
 /** Runs `task` for every item with at most `limit` running at once; results keep the items' order. */
@@ -44,8 +44,8 @@ interface PingSession {
   value: number;
 }
 
-async function openPing(path: BenchPath): Promise<PingSession> {
-  const { client, doc } = await openSession(path, 'ping');
+async function openPing(path: BenchPath, token?: string): Promise<PingSession> {
+  const { client, doc } = await openSession(path, 'ping', token);
   return { client, slider: modelNamed(doc, 'ping').id, value: 0 };
 }
 
@@ -225,7 +225,9 @@ export interface Capacity {
  *
  * `restart` gives a fresh proxy process first: in one that has already held many sessions, new
  * ones reuse heap it has kept, and the growth says little. A few sessions opened and closed
- * before the baseline keep one-time costs (compiled code, first buffers) out of the figure.
+ * before the baseline keep one-time costs (compiled code, first buffers) out of the figure. The
+ * page loads that hand out the sessions' tokens also come before the baseline: what they leave
+ * behind is garbage of HTTP requests that are over, not memory an open WebSocket holds.
  */
 export async function capacity(path: BenchPath, sessions: number, rss: () => Promise<number>, restart: () => Promise<void>): Promise<Capacity> {
   await restart();
@@ -234,17 +236,18 @@ export async function capacity(path: BenchPath, sessions: number, rss: () => Pro
     await ping(s);
     await s.client.close();
   });
+  const tokens = opened(await inBatches(Array.from({ length: sessions }), OPEN_CONCURRENCY, () => sessionToken(path, 'ping')));
   await new Promise((done) => setTimeout(done, 1000));
   const rssBefore = await rss();
-  const open = opened(await inBatches(Array.from({ length: sessions }), OPEN_CONCURRENCY, () => openPing(path)));
+  const open = opened(await inBatches(tokens.ok, OPEN_CONCURRENCY, (token) => openPing(path, token)));
   try {
     const pings = opened(await inBatches(open.ok, 50, (s) => ping(s, 30_000)));
     await new Promise((done) => setTimeout(done, 1000));
     const rssAfter = await rss();
-    const firstError = open.firstError ?? pings.firstError;
+    const firstError = tokens.firstError ?? open.firstError ?? pings.firstError;
     return {
       sessions,
-      failures: open.failures + pings.failures,
+      failures: tokens.failures + open.failures + pings.failures,
       ...(firstError ? { firstError } : {}),
       rssBefore,
       rssAfter,

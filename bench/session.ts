@@ -47,9 +47,9 @@ export async function sessionToken(path: BenchPath, app: string): Promise<string
   return tokenFromAutoload(reply.body);
 }
 
-/** An open session on `app` through `path`, with its document pulled. */
-export async function openSession(path: BenchPath, app: string): Promise<{ client: BokehClient; doc: unknown }> {
-  const token = await sessionToken(path, app);
+/** An open session on `app` through `path`, with its document pulled; `token` from sessionToken. */
+export async function openSession(path: BenchPath, app: string, token?: string): Promise<{ client: BokehClient; doc: unknown }> {
+  token ??= await sessionToken(path, app);
   const client = await BokehClient.connect(`${path.origin.replace(/^http/, 'ws')}${PREFIX}/${app}/ws`, token, { origin: path.origin });
   try {
     return { client, doc: await client.pullDocument() };
