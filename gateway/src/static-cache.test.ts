@@ -349,4 +349,20 @@ describe('Bokeh failing on a miss', () => {
       hold.release();
     }
   });
+
+  test('a Bokeh that stops in the middle of a file is a 504, and nothing is kept', async () => {
+    await gateway.close();
+    gateway = await gatewayFor(upstream, { UPSTREAM_TIMEOUT_MS: '1000' });
+    upstream.override = (_req, res) => {
+      res.writeHead(200, { 'Content-Type': 'text/javascript', 'Content-Length': 1000 });
+      res.write('// the first bytes');
+      return true;
+    };
+    for (let i = 0; i < 2; i += 1) {
+      const res = await get(mainUrl(), { headers: { accept: 'application/json' } });
+      expect(res.status).toBe(504);
+      expect(await res.json()).toMatchObject({ error: 'BOKEH_TIMEOUT' });
+    }
+    expect(upstream.seen).toHaveLength(2);
+  });
 });

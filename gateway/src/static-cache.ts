@@ -150,7 +150,10 @@ export function staticCache(config: Config, agent: Agent, log: Logger) {
           }
           chunks.push(chunk);
         });
-        res.on('error', () => resolve({ passOn: 'Bokeh closed the connection during the body' }));
+        // 'close' comes after 'end', so it settles only a body that never ended.
+        const cut = () => resolve({ passOn: 'Bokeh closed the connection during the body' });
+        res.on('error', cut);
+        res.on('close', cut);
         res.on('end', () => {
           if (!res.complete || (declared !== undefined && length !== declared)) {
             resolve({ passOn: 'the body was cut short' });
