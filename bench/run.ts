@@ -12,8 +12,9 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { capacity, http, push, roundTrips } from './measure.js';
 import { markdown, Recorder, targets, type MetricSpec, type Results } from './report.js';
+import { bokehJsUrls } from '../tests/support/bokeh-client.js';
 import { autoloadUrl, get } from './session.js';
-import { buildImages, describeMachine, PATH_ORDER, PREFIX, REPO_ROOT, startBenchStack, type BenchPath, type BenchStack, type PathId } from './stack.js';
+import { buildImages, describeMachine, PATH_ORDER, REPO_ROOT, startBenchStack, type BenchPath, type BenchStack, type PathId } from './stack.js';
 
 const MIB = 1024 * 1024;
 
@@ -90,11 +91,16 @@ async function waitForPaths(stack: BenchStack): Promise<void> {
   }
 }
 
-/** Bokeh's main JS file, as pages load it, without the ?v= version so no cache answers for Bokeh. */
+/**
+ * Bokeh's main JS file as pages load it: the URL from autoload.js, with the `?v=<hash>` that lets
+ * the gateway (and NGINX -> gateway, from NGINX's cache) answer it from memory. Every path gets it.
+ */
 async function staticJsPath(stack: BenchStack): Promise<string> {
   const js = (await get(autoloadUrl(stack.paths.direct, 'ping'))).body;
-  const match = /\/static\/js\/(bokeh(?:\.min)?\.js)/.exec(js);
-  return `${PREFIX}/static/js/${match?.[1] ?? 'bokeh.min.js'}`;
+  const url = bokehJsUrls(js).find((script) => /\/bokeh(?:\.min)?\.js\?v=/.test(script));
+  if (url === undefined) throw new Error("autoload.js names no versioned bokeh.min.js (is Bokeh's dev mode on?)");
+  const { pathname, search } = new URL(url);
+  return `${pathname}${search}`;
 }
 
 async function measurePath(path: BenchPath, s: Settings, recorder: Recorder, failures: string[], staticJs: string): Promise<void> {

@@ -84,6 +84,8 @@ location ^~ $prefix/static/ {
     proxy_no_cache \$unversioned;
     proxy_cache_bypass \$unversioned;
     proxy_hide_header Cache-Control;
+    # The gateway's own cache status; NGINX's, from its cache, is X-Cache-Status.
+    proxy_hide_header X-Cache;
     add_header Cache-Control \$static_cache_control always;
     add_header X-Cache-Status \$upstream_cache_status always;
     add_header X-Content-Type-Options nosniff always;

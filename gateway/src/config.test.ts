@@ -37,6 +37,7 @@ describe('loadConfig', () => {
     ]);
     expect(config.trustProxy).toBe(false);
     expect(config.wsMaxMessageBytes).toBe(20 * 1024 * 1024);
+    expect(config.staticCacheBytes).toBe(64 * 1024 * 1024);
   });
 
   test('reads and normalises every kind of value', () => {
@@ -72,6 +73,8 @@ describe('loadConfig', () => {
     ['TRUST_PROXY', 'nginx proxy', /"nginx proxy" is neither an IP address/],
     ['LOG_LEVEL', 'loud', /LOG_LEVEL="loud".*Set LOG_LEVEL to one of fatal/],
     ['WS_MAX_MESSAGE_BYTES', '10', /must be at least 1024/],
+    ['STATIC_CACHE_BYTES', '1000', /STATIC_CACHE_BYTES="1000" must be 0 or at least 1048576\. Set STATIC_CACHE_BYTES to bytes, 0 \(off\)/],
+    ['STATIC_CACHE_BYTES', '64M', /STATIC_CACHE_BYTES="64M" must be a whole number/],
   ])('%s=%j is refused with the variable and the fix', (name, value, message) => {
     const found = problems({ [name]: value });
     expect(found).toHaveLength(1);

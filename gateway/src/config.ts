@@ -41,6 +41,7 @@ interface Settings {
   authBasicUsersFile: string | undefined;
   authBasicRealm: string;
   authUserHeader: string;
+  staticCacheBytes: number;
 }
 
 /** The gateway's configuration: the settings, with the secret key and user list read. */
@@ -325,6 +326,13 @@ const settings = {
     doc: 'For AUTH_MODE=header: the request header in which the identity proxy names the user. Believed only from peers that TRUST_PROXY trusts.',
     fix: 'a header name such as X-Forwarded-User or X-Auth-Request-User',
     schema: headerName,
+  },
+  staticCacheBytes: {
+    env: 'STATIC_CACHE_BYTES',
+    default: '67108864',
+    doc: "Memory for Bokeh's versioned static files (URLs with ?v=<hash>, which never change): the gateway answers them from memory instead of asking Bokeh each time. BokehJS takes about 4 MB; 0 turns the cache off.",
+    fix: 'bytes, 0 (off) or between 1048576 and 4294967296, e.g. STATIC_CACHE_BYTES=67108864 for 64 MiB',
+    schema: integer(0, 2 ** 32).refine((value) => value === 0 || value >= 1024 * 1024, 'must be 0 or at least 1048576'),
   },
 } satisfies { [K in keyof Settings]: Setting<Settings[K]> };
 

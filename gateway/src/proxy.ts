@@ -54,7 +54,8 @@ export function underPrefix(path: string, prefix: string): boolean {
 /**
  * Runs before the proxy: refuses what Bokeh must not see (routes.ts) and gives requests that
  * create a session their signed token. `res.locals.user` is the signed-in user, set by the
- * authentication step.
+ * authentication step; the route it lets through is left in `res.locals.bokehRoute` for the
+ * static file cache (static-cache.ts), which runs next.
  */
 /** Requests whose answer carries a visitor's session token. */
 const minted = new WeakSet<IncomingMessage>();
@@ -70,6 +71,7 @@ export function bokehGate(config: Config, view: (req: IncomingMessage) => Client
       return sendError(req, res, result.error);
     }
     const { route } = result;
+    res.locals.bokehRoute = route;
     // Bokeh's routes read no bodies; one here is a mistake or an attempt to tie up a connection.
     const length = req.headers['content-length'];
     if ((length !== undefined && length !== '0') || req.headers['transfer-encoding'] !== undefined) {

@@ -16,6 +16,7 @@ import { clientView, ProxyTrust } from './forwarded.js';
 import { healthRouter } from './health.js';
 import { pagesRouter } from './pages.js';
 import { bokehGate, httpProxy, upstreamAgent } from './proxy.js';
+import { staticCache } from './static-cache.js';
 import { CLOSE, webSocketRelay } from './websocket.js';
 
 /**
@@ -93,6 +94,7 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
     }, next);
   });
   app.use(bokehGate(config, view));
+  if (config.staticCacheBytes > 0) app.use(staticCache(config, agent, log));
   app.use(httpProxy(config, agent, view, log));
   app.use(pagesRouter(config, view));
   app.use((req: Request, res: Response) => {

@@ -3,8 +3,9 @@
  * user sees: the pages, autoload.js pointing at the public address, Bokeh's protocol working
  * through the gateway, and Bokeh itself out of reach.
  */
+import { createHash } from 'node:crypto';
 import { connect } from 'node:net';
-import { autoloadSrc, autoloadUrlFor, BokehClient, modelNamed, models, tokenFromAutoload, tokenPayload } from '../support/bokeh-client.js';
+import { autoloadSrc, autoloadUrlFor, BokehClient, bokehJsUrls, modelNamed, models, tokenFromAutoload, tokenPayload } from '../support/bokeh-client.js';
 import { openAppPage, PREFIX, run, useStack } from '../support/stack.js';
 
 // As a plain `docker compose up` runs it: no key in the environment, the keygen service makes one.
@@ -66,6 +67,70 @@ describe('pages', () => {
     const json = await fetch(`${stack().url}/apps/nope`, { headers: { accept: 'application/json' } });
     expect(json.status).toBe(404);
     expect(await json.json()).toMatchObject({ error: 'UNKNOWN_APP', message: expect.stringContaining('sliders, stream, ping') });
+  });
+});
+
+// Before any other test in this file loads BokehJS, so that the first request here is the first
+// the gateway sees for that file.
+describe("BokehJS from the gateway's memory", () => {
+  /** What Bokeh itself answers, asked from inside the gateway container (Bokeh has no published port). */
+  async function fromBokeh(path: string): Promise<{ status: number; headers: Record<string, string>; sha256: string }> {
+    const script = `fetch(${JSON.stringify(`http://bokeh:5006${path}`)}).then(async (r) => {
+      const body = Buffer.from(await r.arrayBuffer());
+      const sha256 = process.getBuiltinModule('node:crypto').createHash('sha256').update(body).digest('hex');
+      console.log(JSON.stringify({ status: r.status, headers: Object.fromEntries(r.headers), sha256 }));
+    })`;
+    const result = await stack().container('gateway').exec(['node', '-e', script]);
+    expect(result.exitCode).toBe(0);
+    return JSON.parse(result.stdout) as { status: number; headers: Record<string, string>; sha256: string };
+  }
+  const sha256 = async (res: Response) =>
+    createHash('sha256')
+      .update(Buffer.from(await res.arrayBuffer()))
+      .digest('hex');
+
+  test('a versioned bokeh.min.js comes from Bokeh once, then from memory with the same bytes and headers', async () => {
+    const { js } = await openSession('sliders');
+    const url = bokehJsUrls(js).find((script) => /\/static\/js\/bokeh\.min\.js\?v=[0-9a-f]{128}$/.test(script));
+    expect(url).toBeDefined();
+    const { pathname, search } = new URL(url!);
+    const bokeh = await fromBokeh(`${pathname}${search}`);
+    expect(bokeh.status).toBe(200);
+
+    const first = await fetch(url!);
+    expect(first.status).toBe(200);
+    expect(first.headers.get('x-cache')).toBe('MISS');
+    expect(await sha256(first)).toBe(bokeh.sha256);
+
+    const second = await fetch(url!);
+    expect(second.status).toBe(200);
+    expect(second.headers.get('x-cache')).toBe('HIT');
+    expect(await sha256(second)).toBe(bokeh.sha256);
+    for (const name of ['content-type', 'content-length', 'etag', 'last-modified', 'cache-control', 'accept-ranges']) {
+      expect([name, second.headers.get(name)]).toEqual([name, bokeh.headers[name]]);
+    }
+    expect(second.headers.get('content-type')).toMatch(/javascript/);
+    // Tornado's ten years, counted from when the gateway fetched the file.
+    expect(Date.parse(second.headers.get('expires')!) - Date.now()).toBeGreaterThan(9 * 365 * 86_400_000);
+  });
+
+  test('a browser revalidating its copy gets 304 from memory', async () => {
+    const { js } = await openSession('sliders');
+    const url = bokehJsUrls(js).find((script) => script.includes('/bokeh.min.js?v='))!;
+    const etag = (await fetch(url)).headers.get('etag')!;
+    const res = await fetch(url, { headers: { 'if-none-match': etag } });
+    expect(res.status).toBe(304);
+    expect(res.headers.get('x-cache')).toBe('HIT');
+  });
+
+  test('an unversioned bokeh.min.js always comes from Bokeh', async () => {
+    for (let i = 0; i < 3; i += 1) {
+      const res = await fetch(`${stack().url}${PREFIX}/static/js/bokeh.min.js`);
+      expect(res.status).toBe(200);
+      expect(res.headers.get('x-cache')).toBe('BYPASS');
+      expect(res.headers.get('cache-control')).toBeNull();
+      expect((await res.arrayBuffer()).byteLength).toBeGreaterThan(100_000);
+    }
   });
 });
 

@@ -2,7 +2,7 @@
  * What users see when parts of the stack go away: Bokeh stopped under live sessions, Bokeh back,
  * and the gateway told to stop. The gateway must answer clearly, keep serving, and recover.
  */
-import { autoloadUrlFor, BokehClient, modelNamed, tokenFromAutoload } from '../support/bokeh-client.js';
+import { autoloadUrlFor, BokehClient, bokehJsUrls, modelNamed, tokenFromAutoload } from '../support/bokeh-client.js';
 import { eventually, mintToken, PREFIX, run, useStack } from '../support/stack.js';
 
 const stack = useStack();
@@ -22,10 +22,16 @@ async function pingRoundTrip(client: BokehClient, doc: unknown, value: number): 
 
 describe('Bokeh stopped, then back', () => {
   let live: BokehClient;
+  /** BokehJS as a page loaded it before Bokeh stopped. */
+  let bokehJs: { url: string; bytes: number };
 
   beforeAll(async () => {
     live = await BokehClient.connect(wsUrl('ping'), await tokenFor('ping'), { origin: stack().url });
     await pingRoundTrip(live, await live.pullDocument(), 1);
+    const autoload = await (await fetch(autoloadUrlFor(stack().url, PREFIX, 'ping'))).text();
+    const url = bokehJsUrls(autoload).find((script) => script.includes('/bokeh.min.js?v='));
+    if (url === undefined) throw new Error('autoload.js names no versioned bokeh.min.js');
+    bokehJs = { url, bytes: (await (await fetch(url)).arrayBuffer()).byteLength };
     await run('docker', ['stop', '--time', '10', stack().container('bokeh').getId()]);
   }, 60_000);
 
@@ -49,6 +55,15 @@ describe('Bokeh stopped, then back', () => {
     expect(res.status).toBe(503);
     expect(res.headers.get('content-type')).toMatch(/text\/html/);
     expect(await res.text()).toContain('The Bokeh server at http://bokeh:5006');
+  });
+
+  test("BokehJS that pages already loaded still loads, from the gateway's memory", async () => {
+    const res = await fetch(bokehJs.url);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('x-cache')).toBe('HIT');
+    expect((await res.arrayBuffer()).byteLength).toBe(bokehJs.bytes);
+    const unversioned = await fetch(`${stack().url}${PREFIX}/static/js/bokeh.min.js`, { headers: { accept: 'application/json' } });
+    expect(unversioned.status).toBe(503);
   });
 
   test('a WebSocket upgrade with a good token gets an HTTP 503 answer', async () => {

@@ -109,6 +109,8 @@ describe('what NGINX adds', () => {
     expect(first.headers['cache-control']).toBe('public, max-age=31536000, immutable');
     const second = await request(script!, { ca: front.ca, headers: { 'accept-encoding': 'gzip' } });
     expect(second.headers['x-cache-status']).toBe('HIT');
+    // One cache status, NGINX's: the gateway's X-Cache would be the one NGINX stored with the file.
+    expect(second.headers['x-cache']).toBeUndefined();
   });
 
   test('the certificate is the development one and NGINX says so in its log', async () => {

@@ -42,6 +42,14 @@ export function autoloadSrc(page: string): string {
   return JSON.parse(src) as string;
 }
 
+/**
+ * The BokehJS scripts an autoload.js response has the browser load, as absolute URLs with the
+ * version Bokeh adds, e.g. http://host/bokeh/static/js/bokeh.min.js?v=<128 hex digits>.
+ */
+export function bokehJsUrls(js: string): string[] {
+  return [...js.matchAll(/https?:\/\/[^\s"'`\\)]+\/static\/js\/[\w.-]+\.js(?:\?v=[0-9a-f]+)?/g)].map((match) => match[0]);
+}
+
 /** The session token embedded in an autoload.js response. */
 export function tokenFromAutoload(js: string): string {
   const match = /"token":\s*"([^"]+)"/.exec(js) ?? /\\"token\\":\s*\\"([^"\\]+)\\"/.exec(js);
