@@ -37,7 +37,7 @@ def main() -> int:
         log("no BOKEH_SECRET_KEY set: signing sessions with a random key made for this container")
     # Bokeh is reachable only through the gateway: bind it to loopback (the last --address wins).
     bokeh = subprocess.Popen([sys.executable, "/app/serve.py", "--address", "127.0.0.1"], env=env)
-    gateway = subprocess.Popen(["node", "/gateway/dist/main.js"], env=env, cwd="/gateway")
+    gateway = subprocess.Popen(["node", "--max-semi-space-size=1", "/gateway/dist/main.js"], env=env, cwd="/gateway")
     children = {"bokeh": bokeh, "gateway": gateway}
     log(f"started bokeh (pid {bokeh.pid}) and gateway (pid {gateway.pid}) on port {env.get('PORT', '8000')}")
 

@@ -35,6 +35,12 @@ export const CLOSE = {
   bokehLost: 1014,
 } as const;
 
+/**
+ * How much may wait for a slow reader before the relay stops reading from the other side. Not
+ * the socket's 16 KiB high-water mark: a single 64 KiB read is over that, and pausing after each
+ * one halved the rate of large messages.
+ */
+const BEHIND_BYTES = 1024 * 1024;
 /** After its close frame, how long a peer gets to close the connection before it is cut. */
 const CLOSE_GRACE_MS = 5_000;
 const ACCEPT_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
@@ -81,6 +87,14 @@ function subprotocols(req: IncomingMessage): string[] {
 }
 
 type Side = 'browser' | 'bokeh';
+
+/**
+ * A reset must never become an uncaught exception. A module-level function, so the listener's
+ * scope holds the socket alone and not the request being handled when it was added.
+ */
+function destroyOnError(stream: Duplex): void {
+  stream.on('error', () => stream.destroy());
+}
 
 /** One direction of a session: frames read from `from`, scanned, written to `to`. */
 interface Direction {
@@ -155,10 +169,13 @@ class Session {
   }
 
   private deliver(dir: Direction, result: ScanResult): void {
-    if (result.forward !== undefined && !dir.done && !dir.to.write(result.forward) && !dir.from.isPaused()) {
-      // The reader is behind: stop reading from the writer until it catches up.
-      dir.from.pause();
-      dir.to.once('drain', () => dir.from.resume());
+    if (result.forward !== undefined && !dir.done) {
+      dir.to.write(result.forward);
+      if (dir.to.writableLength > BEHIND_BYTES && !dir.from.isPaused()) {
+        // The reader is behind: stop reading from the writer until it has caught up.
+        dir.from.pause();
+        dir.to.once('drain', () => dir.from.resume());
+      }
     }
     if (result.closed !== undefined) {
       dir.closeSent = true;
@@ -264,7 +281,7 @@ export function webSocketRelay(config: Config, view: (req: IncomingMessage) => C
 
   function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     // A reset from the client must never become an uncaught exception.
-    socket.on('error', () => socket.destroy());
+    destroyOnError(socket);
     // The raw target: a parsed URL would already have resolved "../" segments.
     const [path = '', query] = (req.url ?? '').split(/\?(.*)/s, 2);
     const v = view(req);
@@ -308,6 +325,19 @@ export function webSocketRelay(config: Config, view: (req: IncomingMessage) => C
     );
   }
 
+  const forget = (session: Session) => sessions.delete(session);
+
+  /**
+   * Defined here rather than inside connect(): a closure keeps its whole scope chain alive, and
+   * connect's scope holds the upgrade request, which no session needs.
+   */
+  function relay(browser: Duplex, bokeh: Socket, browserHead: Buffer, bokehHead: Buffer, meta: Record<string, unknown>): void {
+    const session = new Session(browser, bokeh, config.wsMaxMessageBytes, meta, log, forget);
+    sessions.add(session);
+    log.info(meta, 'websocket opened');
+    session.start(browserHead, bokehHead);
+  }
+
   /** Bokeh's side of the handshake, with the browser's key and subprotocols. */
   function connect(
     req: IncomingMessage,
@@ -346,9 +376,12 @@ export function webSocketRelay(config: Config, view: (req: IncomingMessage) => C
       upstream.destroy();
     };
 
-    upstream.setTimeout(config.upstreamTimeoutMs, () => {
+    // A timer of our own: ClientRequest.setTimeout leaves a listener on the socket that would keep
+    // this request, and the browser's with it, alive for the whole session.
+    const timer = setTimeout(() => {
       upstream.destroy(Object.assign(new Error(`no answer within ${config.upstreamTimeoutMs} ms`), { code: 'ETIMEDOUT' }));
-    });
+    }, config.upstreamTimeoutMs);
+    upstream.once('close', () => clearTimeout(timer));
     upstream.on('error', (err: NodeJS.ErrnoException) => fail(upstreamError(err, config.bokehUrl.origin)));
     upstream.on('response', (res) => {
       let body = '';
@@ -385,18 +418,17 @@ export function webSocketRelay(config: Config, view: (req: IncomingMessage) => C
         return;
       }
       answered = true;
+      clearTimeout(timer);
       socket.off('close', releaseUpstream);
-      upstream.setTimeout(0);
       // The handshake's listeners hold the browser's request; the session needs none of it.
       upstream.removeAllListeners();
       upstream.on('error', () => undefined);
-      bokeh.on('error', () => bokeh.destroy());
+      destroyOnError(bokeh);
       if (!socket.writable) {
         bokeh.end(clientCloseFrame(CLOSE.goingAway, 'browser went away'));
         return;
       }
       bokeh.setNoDelay(true);
-      bokeh.setTimeout(0);
       socket.write(
         'HTTP/1.1 101 Switching Protocols\r\n' +
           'Upgrade: websocket\r\n' +
@@ -405,10 +437,7 @@ export function webSocketRelay(config: Config, view: (req: IncomingMessage) => C
           (protocol === undefined ? '' : `Sec-WebSocket-Protocol: ${protocol}\r\n`) +
           '\r\n',
       );
-      const session = new Session(socket, bokeh, config.wsMaxMessageBytes, meta, log, (ended) => sessions.delete(ended));
-      sessions.add(session);
-      log.info({ ...meta, protocol }, 'websocket opened');
-      session.start(head, bokehHead);
+      relay(socket, bokeh, head, bokehHead, { ...meta, protocol });
     });
     upstream.end();
   }
