@@ -141,7 +141,7 @@ export class FrameScanner {
       }
       if (this.messageBytes + payloadLength > this.maxMessageBytes) {
         this.stop();
-        result.violation = { code: TOO_BIG, reason: `Message larger than WS_MAX_MESSAGE_BYTES (${this.maxMessageBytes} bytes).` };
+        result.violation = this.tooBig();
         break;
       }
       this.messageBytes += payloadLength;
@@ -159,6 +159,10 @@ export class FrameScanner {
     }
     if (pos > 0) result.forward = pos === buf.length ? buf : buf.subarray(0, pos);
     return result;
+  }
+
+  private tooBig(): Violation {
+    return { code: TOO_BIG, reason: `Message larger than WS_MAX_MESSAGE_BYTES (${this.maxMessageBytes} bytes).` };
   }
 
   private frameDone(): void {
@@ -197,7 +201,7 @@ export class FrameScanner {
     else if (length7 === 127) {
       const high = buf.readUInt32BE(pos + 2);
       // Anything past 2^53 is no real message and beyond every limit this relay allows.
-      if (high >= 0x200000) return { violation: { code: TOO_BIG, reason: `Message larger than WS_MAX_MESSAGE_BYTES (${this.maxMessageBytes} bytes).` } };
+      if (high >= 0x200000) return { violation: this.tooBig() };
       payloadLength = high * 0x1_0000_0000 + buf.readUInt32BE(pos + 6);
     }
     return { opcode, fin, headerLength, payloadLength, maskAt: masked ? 2 + lengthBytes : undefined };

@@ -201,7 +201,7 @@ class Session {
     this.noteClose(code, 'gateway');
     this.owe(this.down, serverCloseFrame(code, reason));
     this.owe(this.up, clientCloseFrame(code, reason));
-    this.graceTimer ??= setTimeout(() => this.destroy(), CLOSE_GRACE_MS).unref();
+    this.cutLater();
   }
 
   private owe(dir: Direction, frame: Buffer): void {
@@ -240,6 +240,11 @@ class Session {
     // Mid-frame there is no clean way out: that frame can never be finished.
     if (dir.closeSent) dir.to.end();
     else dir.to.destroy();
+    this.cutLater();
+  }
+
+  /** Gives the peers CLOSE_GRACE_MS to finish closing, then cuts both connections. */
+  private cutLater(): void {
     this.graceTimer ??= setTimeout(() => this.destroy(), CLOSE_GRACE_MS).unref();
   }
 
