@@ -1,5 +1,5 @@
-// ESLint for the TypeScript in gateway/ and tests/ (and the JavaScript config files). Formatting
-// is Prettier's job (`npm run format`), so no stylistic rules here.
+// ESLint for the TypeScript in gateway/, client/, tests/ and bench/ (and the JavaScript config
+// files). Formatting is Prettier's job (`npm run format`), so no stylistic rules here.
 import js from '@eslint/js';
 import globals from 'globals';
 import tseslint from 'typescript-eslint';

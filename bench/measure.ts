@@ -5,7 +5,7 @@
 import autocannon from 'autocannon';
 import * as hdr from 'hdr-histogram-js';
 import { randomUUID } from 'node:crypto';
-import { modelNamed, type BokehClient, type BokehMessage } from '../tests/support/bokeh-client.js';
+import { modelNamed, type BokehClient, type BokehMessage } from '../client/bokeh-client.js';
 import { openSession, sessionToken } from './session.js';
 import type { BenchPath } from './stack.js';
 

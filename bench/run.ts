@@ -12,7 +12,7 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { capacity, http, push, roundTrips } from './measure.js';
 import { markdown, Recorder, targets, type MetricSpec, type Results } from './report.js';
-import { bokehJsUrls } from '../tests/support/bokeh-client.js';
+import { bokehJsUrls } from '../client/bokeh-client.js';
 import { autoloadUrl, get } from './session.js';
 import { buildImages, describeMachine, PATH_ORDER, REPO_ROOT, startBenchStack, type BenchPath, type BenchStack, type PathId } from './stack.js';
 

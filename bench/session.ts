@@ -9,7 +9,7 @@
  */
 import { request as httpRequest } from 'node:http';
 import { generateSessionId } from '../gateway/src/tokens.js';
-import { autoloadUrlFor, BokehClient, tokenFromAutoload } from '../tests/support/bokeh-client.js';
+import { autoloadUrlFor, BokehClient, tokenFromAutoload } from '../client/bokeh-client.js';
 import { PREFIX, type BenchPath } from './stack.js';
 
 export interface Reply {

@@ -3,7 +3,7 @@
  * signed-in user reaches the app through the session token, and one user's token does not open
  * a session for another.
  */
-import { autoloadUrlFor, BokehClient, modelNamed, tokenFromAutoload, tokenPayload } from '../support/bokeh-client.js';
+import { autoloadUrlFor, BokehClient, modelNamed, tokenFromAutoload, tokenPayload } from '../../client/bokeh-client.js';
 import { PREFIX, request, useStack } from '../support/stack.js';
 
 // alice / wonderland and bob / builder, bcrypt cost 4 to keep the test fast.

@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { connect } from 'node:net';
-import { autoloadSrc, autoloadUrlFor, BokehClient, bokehJsUrls, modelNamed, models, tokenFromAutoload, tokenPayload } from '../support/bokeh-client.js';
+import { autoloadSrc, autoloadUrlFor, BokehClient, bokehJsUrls, modelNamed, models, tokenFromAutoload, tokenPayload } from '../../client/bokeh-client.js';
 import { openAppPage, PREFIX, run, useStack } from '../support/stack.js';
 
 // As a plain `docker compose up` runs it: no key in the environment, the keygen service makes one.

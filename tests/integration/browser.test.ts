@@ -11,7 +11,7 @@ import { createServer } from 'node:http';
 import { Script } from 'node:vm';
 import getPort from 'get-port';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
-import { tokenFromAutoload, tokenPayload } from '../support/bokeh-client.js';
+import { tokenFromAutoload, tokenPayload } from '../../client/bokeh-client.js';
 import {
   column,
   connectionState,

@@ -2,7 +2,7 @@
  * What users see when parts of the stack go away: Bokeh stopped under live sessions, Bokeh back,
  * and the gateway told to stop. The gateway must answer clearly, keep serving, and recover.
  */
-import { autoloadUrlFor, BokehClient, bokehJsUrls, modelNamed, tokenFromAutoload } from '../support/bokeh-client.js';
+import { autoloadUrlFor, BokehClient, bokehJsUrls, modelNamed, tokenFromAutoload } from '../../client/bokeh-client.js';
 import { eventually, mintToken, PREFIX, run, useStack } from '../support/stack.js';
 
 const stack = useStack();

@@ -5,7 +5,7 @@
  * redirects, compression and caching, the gateway-down page, and which ports face the host.
  */
 import { randomBytes } from 'node:crypto';
-import { autoloadSrc, autoloadUrlFor, BokehClient, modelNamed, tokenFromAutoload } from '../support/bokeh-client.js';
+import { autoloadSrc, autoloadUrlFor, BokehClient, modelNamed, tokenFromAutoload } from '../../client/bokeh-client.js';
 import { pingP50 } from '../support/ping.js';
 import { eventually, openAppPage, PREFIX, request, run, useStack, type Stack } from '../support/stack.js';
 

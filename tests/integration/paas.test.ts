@@ -4,7 +4,7 @@
  * the compose layouts, plus a clean stop on the platform's SIGTERM.
  */
 import getPort from 'get-port';
-import { modelNamed } from '../support/bokeh-client.js';
+import { modelNamed } from '../../client/bokeh-client.js';
 import { eventually, openAppPage, request, run } from '../support/stack.js';
 
 const IMAGE = `bokeh-gateway-stack/app:${process.env.IMAGE_TAG || 'local'}`;

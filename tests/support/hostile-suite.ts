@@ -3,7 +3,7 @@
  * afterwards the stack must still serve a real session. Also the one case that needs time: a real
  * token replayed after it has expired.
  */
-import { BokehClient } from './bokeh-client.js';
+import { BokehClient } from '../../client/bokeh-client.js';
 import {
   frontOf,
   HOSTILE_CASES,

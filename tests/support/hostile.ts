@@ -9,7 +9,7 @@
 import { connect as tcpConnect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { WebSocket } from 'ws';
-import { autoloadUrlFor, modelNamed, tokenFromAutoload } from './bokeh-client.js';
+import { autoloadUrlFor, modelNamed, tokenFromAutoload } from '../../client/bokeh-client.js';
 import { mintToken, openAppPage, PREFIX, request, type Stack } from './stack.js';
 
 /** The front a client talks to: the gateway (bare-dev) or NGINX over TLS. */

@@ -2,7 +2,7 @@
  * The round trip of the smallest interaction a user can make: the `ping` app's slider, answered
  * by a server callback with a short text. Reported as the median of 50 changes.
  */
-import { autoloadUrlFor, BokehClient, modelNamed, tokenFromAutoload } from './bokeh-client.js';
+import { autoloadUrlFor, BokehClient, modelNamed, tokenFromAutoload } from '../../client/bokeh-client.js';
 import { PREFIX, request } from './stack.js';
 
 const ROUND_TRIPS = 50;

@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import getPort from 'get-port';
 import { generateSessionId, generateToken, type TokenOptions } from '../../gateway/src/tokens.js';
-import { autoloadSrc, BokehClient, tokenFromAutoload } from './bokeh-client.js';
+import { autoloadSrc, BokehClient, tokenFromAutoload } from '../../client/bokeh-client.js';
 import { DockerComposeEnvironment, Wait, type StartedDockerComposeEnvironment, type StartedTestContainer } from 'testcontainers';
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
