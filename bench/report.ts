@@ -180,3 +180,14 @@ export function stockTable(results: Results): string {
   }
   return lines.join('\n');
 }
+
+/** The line in bench/README.template.md that a run's tables replace. */
+export const RESULTS_MARKER = '<!-- results -->';
+/** The first line of bench/README.md, so nobody edits the generated page by hand. */
+export const GENERATED_NOTE = '<!-- Written by `npm run bench` (bench/run.ts) from bench/README.template.md: edit the template. -->';
+
+/** bench/README.md: the template's fixed text (what is measured and how), then this run's tables. */
+export function readme(template: string, results: Results): string {
+  if (!template.includes(RESULTS_MARKER)) throw new Error(`the bench README template has no ${RESULTS_MARKER} line for the results`);
+  return `${GENERATED_NOTE}\n\n${template.replace(RESULTS_MARKER, markdown(results).trimEnd())}`;
+}

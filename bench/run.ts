@@ -1,17 +1,19 @@
 /**
  * The gateway's cost, measured side by side with direct Bokeh, NGINX -> Bokeh, NGINX -> gateway
- * and stock Bokeh, all in one stack and one run (see README, "Performance").
+ * and stock Bokeh, all in one stack and one run (method and latest results: bench/README.md).
  *
  *   npm run bench                 full run (about 10 minutes on 2 cores), results in bench/results/
+ *                                 and bench/README.md
  *   npm run bench -- --smoke      seconds, tiny counts: proves every path and the output work
  *
- * Options: --reps N, --out DIR, --no-build (use the images already built for IMAGE_TAG).
+ * Options: --reps N, --out DIR, --no-build (use the images already built for IMAGE_TAG),
+ * --readme FILE (where a full run writes its page; default bench/README.md), --no-readme.
  */
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { capacity, http, push, roundTrips } from './measure.js';
-import { markdown, Recorder, targets, type MetricSpec, type Results } from './report.js';
+import { markdown, readme, Recorder, targets, type MetricSpec, type Results } from './report.js';
 import { bokehJsUrls } from '../client/bokeh-client.js';
 import { autoloadUrl, get } from './session.js';
 import { buildImages, describeMachine, PATH_ORDER, REPO_ROOT, startBenchStack, type BenchPath, type BenchStack, type PathId } from './stack.js';
@@ -175,6 +177,8 @@ async function main(): Promise<void> {
       reps: { type: 'string' },
       out: { type: 'string', default: resolve(REPO_ROOT, 'bench/results') },
       'no-build': { type: 'boolean', default: false },
+      readme: { type: 'string', default: resolve(REPO_ROOT, 'bench/README.md') },
+      'no-readme': { type: 'boolean', default: false },
     },
   });
   const settings: Settings = { ...(values.smoke ? SMOKE : FULL) };
@@ -260,6 +264,12 @@ async function main(): Promise<void> {
   for (const name of [`bench-${results.mode}-${stamp}`, `latest-${results.mode}`]) {
     await writeFile(resolve(values.out, `${name}.json`), json);
     await writeFile(resolve(values.out, `${name}.md`), md);
+  }
+  // Only a full run speaks for the gateway's performance; a smoke run's figures mean nothing.
+  if (results.mode === 'full' && !values['no-readme']) {
+    const template = await readFile(resolve(REPO_ROOT, 'bench/README.template.md'), 'utf8');
+    await writeFile(values.readme, readme(template, results));
+    log(`method and results written to ${values.readme}`);
   }
   process.stdout.write(md);
   log(`results in ${values.out}/latest-${results.mode}.{json,md}${failures.length ? `; ${failures.length} failures` : ''}`);
