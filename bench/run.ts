@@ -2,12 +2,14 @@
  * The gateway's cost, measured side by side with direct Bokeh, NGINX -> Bokeh, NGINX -> gateway
  * and stock Bokeh, all in one stack and one run (method and latest results: bench/README.md).
  *
- *   npm run bench                 full run (about 10 minutes on 2 cores), results in bench/results/
+ *   npm run bench                 full run (about 5 minutes on 2 cores), results in bench/results/
  *                                 and bench/README.md
  *   npm run bench -- --smoke      seconds, tiny counts: proves every path and the output work
  *
  * Options: --reps N, --out DIR, --no-build (use the images already built for IMAGE_TAG),
- * --readme FILE (where a full run writes its page; default bench/README.md), --no-readme.
+ * --readme FILE (where a full run writes its page; default bench/README.md), --no-readme,
+ * --from FILE (measure nothing: write the page again from a full run's saved JSON, e.g. after
+ * an edit of bench/README.template.md).
  */
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
@@ -170,6 +172,13 @@ async function measurePath(path: BenchPath, s: Settings, recorder: Recorder, fai
   }
 }
 
+/** bench/README.md: the fixed text of bench/README.template.md with this run's tables. */
+async function writeReadme(file: string, results: Results): Promise<void> {
+  const template = await readFile(resolve(REPO_ROOT, 'bench/README.template.md'), 'utf8');
+  await writeFile(file, readme(template, results));
+  log(`method and results written to ${file}`);
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -179,8 +188,15 @@ async function main(): Promise<void> {
       'no-build': { type: 'boolean', default: false },
       readme: { type: 'string', default: resolve(REPO_ROOT, 'bench/README.md') },
       'no-readme': { type: 'boolean', default: false },
+      from: { type: 'string' },
     },
   });
+  if (values.from !== undefined) {
+    const saved = JSON.parse(await readFile(values.from, 'utf8')) as Results;
+    if (saved.format !== 'bokeh-gateway-bench/1' || saved.mode !== 'full') throw new Error(`${values.from} holds no full bench run's results`);
+    await writeReadme(values.readme, saved);
+    return;
+  }
   const settings: Settings = { ...(values.smoke ? SMOKE : FULL) };
   if (values.reps !== undefined) {
     const reps = Number(values.reps);
@@ -266,11 +282,7 @@ async function main(): Promise<void> {
     await writeFile(resolve(values.out, `${name}.md`), md);
   }
   // Only a full run speaks for the gateway's performance; a smoke run's figures mean nothing.
-  if (results.mode === 'full' && !values['no-readme']) {
-    const template = await readFile(resolve(REPO_ROOT, 'bench/README.template.md'), 'utf8');
-    await writeFile(values.readme, readme(template, results));
-    log(`method and results written to ${values.readme}`);
-  }
+  if (results.mode === 'full' && !values['no-readme']) await writeReadme(values.readme, results);
   process.stdout.write(md);
   log(`results in ${values.out}/latest-${results.mode}.{json,md}${failures.length ? `; ${failures.length} failures` : ''}`);
   if (failures.length) process.exitCode = 1;
