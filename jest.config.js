@@ -1,6 +1,7 @@
-// Two projects: gateway unit tests (beside the code) and integration tests that drive the real
-// stack in Docker. Both are ESM TypeScript; `npm run typecheck` does the type checking, so
-// ts-jest only transpiles.
+// Three projects: gateway unit tests (beside the code), the docs checks (files only), and
+// integration tests that drive the real stack in Docker. Only the integration project builds
+// images (its globalSetup runs only when one of its tests is selected). All are ESM TypeScript;
+// `npm run typecheck` does the type checking, so ts-jest only transpiles.
 const typescript = (tsconfig) => ({
   extensionsToTreatAsEsm: ['.ts'],
   moduleNameMapper: { '^(\\.{1,2}/.*)\\.js$': '$1' },
@@ -34,9 +35,14 @@ export default {
       testMatch: ['<rootDir>/gateway/src/**/*.test.ts'],
     },
     {
+      displayName: 'docs',
+      ...typescript('<rootDir>/tests/tsconfig.json'),
+      testMatch: ['<rootDir>/tests/docs/**/*.test.ts'],
+    },
+    {
       displayName: 'integration',
       ...typescript('<rootDir>/tests/tsconfig.json'),
-      testMatch: ['<rootDir>/tests/**/*.test.ts'],
+      testMatch: ['<rootDir>/tests/integration/**/*.test.ts'],
       globalSetup: '<rootDir>/tests/support/global-setup.ts',
       slowTestThreshold: 60,
     },
