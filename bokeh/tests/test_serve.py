@@ -1,4 +1,4 @@
-"""Unit tests for serve.py's settings handling. Standard library only; Bokeh need not be installed.
+"""Unit tests for the launcher (serve.py and launcher/). Standard library only; Bokeh need not be installed.
 
 Run from the repository:  python3 -m unittest discover -s bokeh/tests
 Run in the image:         docker run --rm -v "$PWD/bokeh/tests:/tests:ro" IMAGE \
@@ -21,8 +21,11 @@ else:
     raise RuntimeError("serve.py not found next to tests/ or in /app")
 sys.path.insert(0, str(SERVE_DIR))
 
-from serve import ConfigError, app_files, build_argv, describe, find_apps  # noqa: E402
-from serve import load_config as load_config_from  # noqa: E402
+from launcher.apps import find_apps  # noqa: E402
+from launcher.argv import build_argv, describe  # noqa: E402
+from launcher.devmode import app_files  # noqa: E402
+from launcher.settings import ConfigError  # noqa: E402
+from launcher.settings import load_config as load_config_from  # noqa: E402
 
 APPS = [Path("/app/apps/ping"), Path("/app/apps/sliders")]
 KEY = "k3Y-for-the-launcher-tests_0123456789abcdefgh"
@@ -421,6 +424,15 @@ class Launcher(unittest.TestCase):
         code = f"import sys; sys.path.insert(0, {str(SERVE_DIR)!r}); import serve; print('bokeh' in sys.modules)"
         result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=False)
         self.assertEqual(result.stdout.strip(), "False", result.stderr)
+
+    def test_helpers_use_the_settings_not_the_launcher(self):
+        # The healthcheck runs every few seconds and keygen before Bokeh: neither needs serve.py.
+        code = (
+            f"import sys; sys.path.insert(0, {str(SERVE_DIR)!r}); import healthcheck, keygen; "
+            "print(sorted(m for m in ('serve', 'bokeh', 'launcher.settings') if m in sys.modules))"
+        )
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=False)
+        self.assertEqual(result.stdout.strip(), "['launcher.settings']", result.stderr)
 
 
 if __name__ == "__main__":
