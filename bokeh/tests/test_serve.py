@@ -1,8 +1,7 @@
 """Unit tests for the launcher (serve.py and launcher/). Standard library only; Bokeh need not be installed.
 
-Run from the repository:  python3 -m unittest discover -s bokeh/tests
-Run in the image:         docker run --rm -v "$PWD/bokeh/tests:/tests:ro" IMAGE \
-                              python3 -m unittest discover -s /tests
+`npm run test:python` runs every file in this folder with pytest inside the Bokeh image. This one
+also runs on any Python 3 without packages:  python3 -m unittest bokeh/tests/test_serve.py
 """
 
 import os
