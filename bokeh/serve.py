@@ -1,11 +1,14 @@
 """Run `bokeh serve` for every app folder under apps/, configured from the environment.
 
-Settings (an empty value counts as unset, except for BOKEH_PREFIX where it means "no prefix"):
+Settings (an empty value counts as unset):
 
   BOKEH_PORT             port to listen on, on all interfaces (default 5006)
   BOKEH_PREFIX           URL path the apps live under, shared with the gateway (default /bokeh)
-  PUBLIC_ORIGINS         comma-separated origins users load pages from
-                         (default: the bare-dev and nginx layouts on localhost); becomes --allow-websocket-origin
+  PUBLIC_ORIGINS         comma-separated origins users load pages from; becomes --allow-websocket-origin
+                         (default: http://localhost and http://127.0.0.1 on GATEWAY_PORT, and
+                         https://localhost and https://127.0.0.1 on NGINX_HTTPS_PORT)
+  GATEWAY_PORT           host port of the gateway (bare-dev layout), for the default origins (default 8000)
+  NGINX_HTTPS_PORT       host port of NGINX's HTTPS (nginx layout), for the default origins (default 8443)
   BOKEH_ALLOW_WS_ORIGIN  Bokeh's own host[:port] list; when set it replaces PUBLIC_ORIGINS
   BOKEH_NODELAY          true/false (default true): TCP_NODELAY on Bokeh's WebSockets
   BOKEH_LOG_LEVEL        trace, debug, info, warning, error or critical (default info)

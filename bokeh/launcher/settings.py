@@ -7,14 +7,18 @@ A bad value raises ConfigError with the one line shown to the user.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
 DEFAULT_PORT = 5006
 DEFAULT_PREFIX = "/bokeh"
-DEFAULT_PUBLIC_ORIGINS = "http://localhost:8000,http://127.0.0.1:8000,https://localhost:8443,https://127.0.0.1:8443"
+# The host ports of the two layouts (compose's GATEWAY_PORT and NGINX_HTTPS_PORT). Unless
+# PUBLIC_ORIGINS is set, the origins are localhost and 127.0.0.1 on these ports, so changing a
+# port alone keeps pages and WebSockets working.
+DEFAULT_GATEWAY_PORT = 8000
+DEFAULT_NGINX_HTTPS_PORT = 8443
 LOG_LEVELS = ("trace", "debug", "info", "warning", "error", "critical")
 DEFAULT_PORTS = {"http": 80, "https": 443}
 # HMAC-SHA256 wants a key at least as long as its 32-byte output; Bokeh's own generator makes 44.
@@ -24,8 +28,12 @@ KEY_HOWTO = "make one with: python3 -c 'import secrets; print(secrets.token_urls
 TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off")
 
-# Bokeh pastes the prefix into its route regular expressions, so keep it to plain path characters.
-PREFIX_SEGMENT = re.compile(r"[A-Za-z0-9_~-][A-Za-z0-9._~-]*")
+# Bokeh pastes the prefix into its route regular expressions, so keep it to plain path characters;
+# a segment may not start with "." (no ".", "..", or hidden names). The gateway and NGINX's
+# entrypoint apply the same rule (tests/rules/cases.json).
+PREFIX_SEGMENT = re.compile(r"[A-Za-z0-9_~-][A-Za-z0-9._~-]*", re.ASCII)
+# ASCII digits only: str.isdigit() also takes digits of other scripts and superscripts.
+DIGITS = re.compile(r"[0-9]+", re.ASCII)
 HOST_NAME = re.compile(r"[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*\.?")
 
 
@@ -61,22 +69,20 @@ def _get(environ: Mapping[str, str], name: str) -> str | None:
     return value.strip()
 
 
-def parse_port(value: str | None) -> int:
+def parse_port(value: str | None, name: str = "BOKEH_PORT", default: int = DEFAULT_PORT) -> int:
     if value is None:
-        return DEFAULT_PORT
-    if not value.isdigit() or not 1 <= int(value) <= 65535:
-        raise _bad("BOKEH_PORT", value, "must be a whole number from 1 to 65535", f"set BOKEH_PORT={DEFAULT_PORT}")
+        return default
+    if not DIGITS.fullmatch(value) or not 1 <= int(value) <= 65535:
+        raise _bad(name, value, "must be a whole number from 1 to 65535", f"set {name}={default}")
     return int(value)
 
 
 def parse_prefix(value: str | None) -> str:
     if value is None:
         return DEFAULT_PREFIX
-    if value == "":
-        return ""
     segments = [s for s in value.split("/") if s]
-    suggestion = "/" + "/".join(segments) if segments else ""
-    fix = f"set BOKEH_PREFIX={suggestion}" if suggestion else "set BOKEH_PREFIX= (empty) for no prefix"
+    suggestion = "/" + "/".join(segments) if segments else DEFAULT_PREFIX
+    fix = f"set BOKEH_PREFIX={suggestion}"
     if not value.startswith("/"):
         raise _bad("BOKEH_PREFIX", value, 'must start with "/"', fix)
     if value.endswith("/"):
@@ -156,8 +162,26 @@ def origin_to_ws_host(origin: str) -> str:
     return f"{host}:{port}"
 
 
-def parse_public_origins(value: str | None) -> tuple[str, ...]:
-    entries = [e.strip() for e in (value or DEFAULT_PUBLIC_ORIGINS).split(",") if e.strip()]
+def _origin(scheme: str, host: str, port: int) -> str:
+    return f"{scheme}://{host}" if port == DEFAULT_PORTS[scheme] else f"{scheme}://{host}:{port}"
+
+
+def public_origins(environ: Mapping[str, str]) -> tuple[str, ...]:
+    """PUBLIC_ORIGINS as given, else localhost and 127.0.0.1 on GATEWAY_PORT (http) and
+    NGINX_HTTPS_PORT (https). Both ports are checked even when PUBLIC_ORIGINS is set."""
+    gateway_port = parse_port(_get(environ, "GATEWAY_PORT"), "GATEWAY_PORT", DEFAULT_GATEWAY_PORT)
+    https_port = parse_port(_get(environ, "NGINX_HTTPS_PORT"), "NGINX_HTTPS_PORT", DEFAULT_NGINX_HTTPS_PORT)
+    given = _get(environ, "PUBLIC_ORIGINS")
+    if given is not None:
+        return tuple(e.strip() for e in given.split(",") if e.strip())
+    return tuple(
+        _origin(scheme, host, port)
+        for scheme, port in (("http", gateway_port), ("https", https_port))
+        for host in ("localhost", "127.0.0.1")
+    )
+
+
+def parse_public_origins(entries: Sequence[str]) -> tuple[str, ...]:
     hosts: list[str] = []
     for entry in entries:
         host = origin_to_ws_host(entry)
@@ -241,12 +265,12 @@ def load_secret_key(environ: Mapping[str, str]) -> tuple[str, str]:
 def load_config(environ: Mapping[str, str]) -> Config:
     """Read and check every setting; raises ConfigError on the first bad one."""
     port = parse_port(_get(environ, "BOKEH_PORT"))
-    raw_prefix = environ.get("BOKEH_PREFIX")
-    prefix = parse_prefix(None if raw_prefix is None else raw_prefix.strip())
+    prefix = parse_prefix(_get(environ, "BOKEH_PREFIX"))
     nodelay = parse_bool("BOKEH_NODELAY", _get(environ, "BOKEH_NODELAY"), True)
     log_level = parse_log_level(_get(environ, "BOKEH_LOG_LEVEL"))
     secret_key, secret_key_from = load_secret_key(environ)
     dev = parse_bool("BOKEH_DEV", _get(environ, "BOKEH_DEV"), False)
+    origins = public_origins(environ)
 
     # Bokeh reads the key and the signing switch from its own environment variables.
     # BOKEH_LOG_LEVEL is removed: Bokeh reads it too, with other names ("warn", not "warning"),
@@ -267,7 +291,7 @@ def load_config(environ: Mapping[str, str]) -> Config:
             # Set but blank (a common compose pass-through): Bokeh would take it as a list
             # holding one empty host and refuse every browser.
             env_updates["BOKEH_ALLOW_WS_ORIGIN"] = None
-        hosts = parse_public_origins(_get(environ, "PUBLIC_ORIGINS"))
+        hosts = parse_public_origins(origins)
         ws_origin_args, ws_origins, ws_origins_from = hosts, hosts, "PUBLIC_ORIGINS"
     return Config(
         port=port,

@@ -1,7 +1,6 @@
 """The TCP_NODELAY patch against the Bokeh that the image installs (run by `npm run test:python`)."""
 
 from bokeh.server.views.ws import WSHandler
-
 from launcher.nodelay import install_nodelay
 
 

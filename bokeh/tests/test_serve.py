@@ -92,9 +92,11 @@ class Defaults(unittest.TestCase):
         env = {"BOKEH_PORT": "", "PUBLIC_ORIGINS": " ", "BOKEH_NODELAY": "", "BOKEH_LOG_LEVEL": ""}
         self.assertEqual(load_config(env), load_config({}))
 
-    def test_empty_prefix_means_no_prefix(self):
-        argv = argv_for({"BOKEH_PREFIX": ""})
-        self.assertNotIn("--prefix", argv)
+    def test_empty_prefix_means_the_default(self):
+        # As for the gateway and NGINX, which both need a prefix (tests/rules/cases.json).
+        for value in ("", "  "):
+            with self.subTest(value=value):
+                self.assertEqual(option_values(argv_for({"BOKEH_PREFIX": value}), "--prefix"), ["/bokeh"])
 
     def test_settings_are_used(self):
         argv = argv_for({"BOKEH_PORT": " 6000 ", "BOKEH_PREFIX": "/apps/v2", "BOKEH_LOG_LEVEL": "DEBUG"})
@@ -222,7 +224,7 @@ class PrefixValidation(unittest.TestCase):
     def test_lone_slash(self):
         message = self.message("/")
         self.assertIn('(got "/")', message)
-        self.assertIn("no prefix", message)
+        self.assertIn("set BOKEH_PREFIX=/bokeh", message)
 
     def test_not_a_plain_path(self):
         for value in ("//bokeh", "/a//b", "/a b", "/a/../b", "/./a", "/bokeh?x", "/bo#keh", "/(bokeh)", "/bokeh.*"):

@@ -1,7 +1,7 @@
-// The launcher's tests (bokeh/tests) with pytest, in a container built from tools/pytest/Dockerfile
-// on top of the Bokeh image, so the host needs only Node and Docker. The checkout is mounted
-// read-only, so the tests see the files as they are now. Arguments go to pytest, e.g.
-// `npm run test:python -- -k prefix`.
+// The launcher's tests (bokeh/tests) and the checks of NGINX's entrypoint rules (nginx/tests) with
+// pytest, in a container built from tools/pytest/Dockerfile on top of the Bokeh image, so the host
+// needs only Node and Docker. The checkout is mounted read-only, so the tests see the files as they
+// are now. Arguments go to pytest, e.g. `npm run test:python -- -k prefix`.
 //
 // Base image: PYTHON_IMAGE when set (as for the stack's own images), else python:3.13-slim.
 // Images: bokeh-gateway-stack/bokeh:$IMAGE_TAG (the stack's own) and bokeh-gateway-stack/pytest:$IMAGE_TAG.
@@ -33,4 +33,4 @@ const hint = 'is Docker running, and can it pull PYTHON_IMAGE (or is PYTHON_IMAG
 docker(['build', '--build-arg', 'PYTHON_IMAGE', '-t', bokehImage, resolve(root, 'bokeh')], 'building the Bokeh image', { quiet: true, hint });
 docker(['build', '--build-arg', `BOKEH_IMAGE=${bokehImage}`, '-t', testImage, resolve(root, 'tools/pytest')], 'building the test image', { quiet: true, hint });
 // No network: the launcher's tests need none.
-docker(['run', '--rm', '--network', 'none', '-v', `${root}:/src:ro`, testImage, 'bokeh/tests', ...process.argv.slice(2)], 'pytest bokeh/tests');
+docker(['run', '--rm', '--network', 'none', '-v', `${root}:/src:ro`, testImage, 'bokeh/tests', 'nginx/tests', ...process.argv.slice(2)], 'pytest');
