@@ -18,7 +18,7 @@ set -eu
 say() { printf 'nginx-entrypoint: %s\n' "$*" >&2; }
 fail() { say "$*"; exit 2; }
 
-# shellcheck source=nginx/rules.sh
+# shellcheck source=rules.sh
 . /usr/local/lib/nginx-entrypoint/rules.sh
 
 https_port=$(rules_port NGINX_HTTPS_PORT 8443) || exit 2

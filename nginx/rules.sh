@@ -1,3 +1,4 @@
+# shellcheck shell=sh
 # Rules for settings that NGINX's entrypoint shares with the gateway (gateway/src/config.ts) and
 # the Bokeh launcher (bokeh/launcher/settings.py). All three are checked against the cases in
 # tests/rules/cases.json (this file by nginx/tests/test_entrypoint_rules.py), so keep them in step.
