@@ -1,15 +1,16 @@
 """Container health probe: exit 0 when Bokeh answers for the first app, 1 otherwise.
 
 It asks for `{BOKEH_PREFIX}/{app}/metadata`: a small JSON reply that needs no session, so a probe
-every few seconds creates no documents. Port and prefix come from the same settings as serve.py,
-so set BOKEH_PORT rather than passing --port to the launcher.
+every few seconds creates no documents. Port and prefix come from the launcher's own settings
+(launcher/settings.py), so set BOKEH_PORT rather than passing --port to the launcher.
 """
 
 import os
 import sys
 import urllib.request
 
-from serve import ConfigError, find_apps, load_config
+from launcher.apps import find_apps
+from launcher.settings import ConfigError, load_config
 
 
 def main() -> int:

@@ -14,7 +14,7 @@ import secrets
 import sys
 from pathlib import Path
 
-from serve import ConfigError, check_secret_key
+from launcher.settings import ConfigError, check_secret_key
 
 
 def ensure_key(path: Path) -> bool:

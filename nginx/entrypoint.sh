@@ -8,30 +8,31 @@
 #   TLS_CERT_FILE         certificate chain, PEM (default /etc/nginx/tls/tls.crt)
 #   TLS_KEY_FILE          its private key, PEM (default /etc/nginx/tls/tls.key)
 #   BOKEH_PREFIX          the Bokeh prefix, for caching its static files (default /bokeh)
-#   PUBLIC_ORIGINS        names for the development certificate (default: localhost, 127.0.0.1)
+#   PUBLIC_ORIGINS        names for the development certificate, besides localhost and 127.0.0.1
+#                         (default: localhost and 127.0.0.1 on GATEWAY_PORT and NGINX_HTTPS_PORT)
+#   GATEWAY_PORT          the gateway's host port, for the default PUBLIC_ORIGINS (default 8000)
+#
+# The rules for the settings that the gateway and the launcher read too are in rules.sh.
 set -eu
 
 say() { printf 'nginx-entrypoint: %s\n' "$*" >&2; }
 fail() { say "$*"; exit 2; }
 
-https_port=${NGINX_HTTPS_PORT:-8443}
+# shellcheck source=rules.sh
+. /usr/local/lib/nginx-entrypoint/rules.sh
+
+https_port=$(rules_port NGINX_HTTPS_PORT 8443) || exit 2
+prefix=$(rules_prefix) || exit 2
+origins=$(rules_public_origins) || exit 2
 redirect=${NGINX_REDIRECT_HTTPS:-true}
 cert=${TLS_CERT_FILE:-/etc/nginx/tls/tls.crt}
 key=${TLS_KEY_FILE:-/etc/nginx/tls/tls.key}
-prefix=${BOKEH_PREFIX:-/bokeh}
-origins=${PUBLIC_ORIGINS:-}
 
-case $https_port in
-  ''|*[!0-9]*) fail "NGINX_HTTPS_PORT must be a port number (got \"$https_port\"); set NGINX_HTTPS_PORT=8443" ;;
-esac
-[ "$https_port" -ge 1 ] && [ "$https_port" -le 65535 ] || fail "NGINX_HTTPS_PORT must be between 1 and 65535 (got \"$https_port\"); set NGINX_HTTPS_PORT=8443"
 case $redirect in
   true|1|yes|on) redirect=1 ;;
   false|0|no|off|'') redirect=0 ;;
   *) fail "NGINX_REDIRECT_HTTPS must be true or false (got \"$redirect\"); set NGINX_REDIRECT_HTTPS=true to send plain HTTP to HTTPS" ;;
 esac
-printf '%s' "$prefix" | grep -Eq '^(/[A-Za-z0-9._~-]+)+$' \
-  || fail "BOKEH_PREFIX must be a path like /bokeh (got \"$prefix\"); set BOKEH_PREFIX=/bokeh, the same value the gateway and Bokeh get"
 
 mkdir -p /tmp/nginx
 
@@ -43,7 +44,7 @@ elif [ -e "$cert" ] || [ -e "$key" ]; then
 else
   # Names the development certificate is valid for: localhost plus every host in PUBLIC_ORIGINS.
   names="DNS:localhost,IP:127.0.0.1,IP:0:0:0:0:0:0:0:1"
-  for origin in $(printf '%s' "$origins" | tr ',' ' '); do
+  for origin in $origins; do
     host=$(printf '%s' "$origin" | sed -E 's#^[a-zA-Z]+://##; s#:[0-9]+$##; s#/.*$##')
     case $host in
       ''|localhost|127.0.0.1) ;;

@@ -5,6 +5,10 @@ on 127.0.0.1:5006 and the gateway on $PORT pointed at it, passes SIGTERM and SIG
 and exits as soon as either one exits, stopping the other, so the platform restarts the pair.
 Every other setting is read by the two programs themselves (see .env.example).
 
+The gateway's port is also the one published, so unless GATEWAY_PORT is set it is $PORT: the
+default PUBLIC_ORIGINS (http://localhost:$PORT, http://127.0.0.1:$PORT) then match a local
+`docker run -p PORT:PORT`. A platform's public address still goes in PUBLIC_ORIGINS.
+
 Both ends of a signed session live in this container, so when neither BOKEH_SECRET_KEY nor
 BOKEH_SECRET_KEY_FILE is set, a random key is made for this container's lifetime. Sessions do
 not outlive the container anyway; set BOKEH_SECRET_KEY to share the key with other services.
@@ -32,6 +36,10 @@ def main() -> int:
     env = dict(os.environ)
     env.setdefault("BOKEH_URL", f"http://127.0.0.1:{BOKEH_PORT}")
     env["BOKEH_PORT"] = BOKEH_PORT
+    port = env.get("PORT", "").strip()
+    # Only a valid port: a bad PORT is reported by the gateway under its own name.
+    if not env.get("GATEWAY_PORT", "").strip() and port.isascii() and port.isdigit() and 1 <= int(port) <= 65535:
+        env["GATEWAY_PORT"] = port
     if not env.get("BOKEH_SECRET_KEY", "").strip() and not env.get("BOKEH_SECRET_KEY_FILE", "").strip():
         env["BOKEH_SECRET_KEY"] = secrets.token_urlsafe(48)
         log("no BOKEH_SECRET_KEY set: signing sessions with a random key made for this container")

@@ -2,6 +2,12 @@
 # Local base images built from Debian trixie packages, for machines that cannot pull from a
 # registry. The recipes live in .ci/images/<name>/ (see the README there). Each image is tagged
 # with a hash of its recipe, and a tag that already exists is not built again.
+#
+# Reads: CI_DIR, CI_TMP (.ci/run); CI_NODE_DIR (node.sh); PYTHON_IMAGE, NODE_IMAGE, NGINX_IMAGE and
+#        CI_REBUILD_IMAGES (environment, optional)
+# Sets:  CI_IMAGES_DIR, CA_SOURCE_DIR, IMAGE_REPO_PREFIX, MMDEBSTRAP_COMMON_ARGS,
+#        MMDEBSTRAP_CLEANUP_HOOK; exports PYTHON_IMAGE, NODE_IMAGE, NGINX_IMAGE
+# Uses:  log, die, apt_install, trixie_sources (common.sh); ensure_node_dist (node.sh)
 
 CI_IMAGES_DIR=$CI_DIR/images
 CA_SOURCE_DIR=/usr/local/share/ca-certificates

@@ -2,6 +2,10 @@
 # Headless Chromium for the browser tests (tests/integration/browser.test.ts), from Debian's own
 # package: Playwright's browser download needs a CDN this kind of machine does not reach, and the
 # tests drive whatever CHROMIUM_PATH names through playwright-core.
+#
+# Reads: CHROMIUM_PATH (environment, optional)
+# Sets:  exports CHROMIUM_PATH (default /usr/bin/chromium)
+# Uses:  log, die, apt_install (common.sh)
 
 export CHROMIUM_PATH=${CHROMIUM_PATH:-/usr/bin/chromium}
 

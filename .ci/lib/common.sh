@@ -1,5 +1,10 @@
 # shellcheck shell=bash
 # Shared helpers for .ci/run: logging, step timing, apt and Debian mirror access.
+#
+# Reads: PYTHON_IMAGE, NODE_IMAGE, NGINX_IMAGE (base-images.sh) and CHROMIUM_PATH (browser.sh),
+#        in print_versions only
+# Sets:  STEP_TIMES, DEBIAN_SOURCES, APT_UPDATED; exports DEBIAN_FRONTEND=noninteractive
+# Uses:  nothing from the other libraries; every other library uses its log, die and apt_install
 
 # Every progress line carries a wall-clock stamp so slow steps stand out in CI logs.
 log() { printf '[ci %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }

@@ -2,6 +2,10 @@
 # Compose v2 and buildx CLI plugins, and the builder they use. Bookworm has neither; trixie's
 # packages are Go binaries needing only libc6, so we extract just the plugin binaries and never
 # add trixie to the machine's apt sources.
+#
+# Reads: CI_TMP (.ci/run); DOCKER_BUILDKIT, BUILDX_BUILDER (environment, optional)
+# Sets:  CLI_PLUGIN_DIR; exports DOCKER_BUILDKIT and BUILDX_BUILDER (configure_builder)
+# Uses:  log, die, debian_mirror_uri (common.sh)
 
 CLI_PLUGIN_DIR=/usr/libexec/docker/cli-plugins
 

@@ -1,5 +1,10 @@
 # shellcheck shell=bash
 # Docker engine: Debian's docker.io (20.10), started by hand because these machines have no init.
+#
+# Reads: CI_DOCKERD_LOG (environment, optional)
+# Sets:  CI_DOCKERD_LOG (default /var/log/dockerd-ci.log), DOCKERD_START_TIMEOUT, DOCKERD_PID
+#        (when it starts dockerd); exports DOCKER_API_VERSION when the client is newer than the engine
+# Uses:  log, die, apt_install (common.sh)
 
 CI_DOCKERD_LOG=${CI_DOCKERD_LOG:-/var/log/dockerd-ci.log}
 DOCKERD_START_TIMEOUT=60

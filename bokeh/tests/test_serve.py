@@ -1,8 +1,7 @@
-"""Unit tests for serve.py's settings handling. Standard library only; Bokeh need not be installed.
+"""Unit tests for the launcher (serve.py and launcher/). Standard library only; Bokeh need not be installed.
 
-Run from the repository:  python3 -m unittest discover -s bokeh/tests
-Run in the image:         docker run --rm -v "$PWD/bokeh/tests:/tests:ro" IMAGE \
-                              python3 -m unittest discover -s /tests
+`npm run test:python` runs every file in this folder with pytest inside the Bokeh image. This one
+also runs on any Python 3 without packages:  python3 -m unittest bokeh/tests/test_serve.py
 """
 
 import os
@@ -21,8 +20,11 @@ else:
     raise RuntimeError("serve.py not found next to tests/ or in /app")
 sys.path.insert(0, str(SERVE_DIR))
 
-from serve import ConfigError, app_files, build_argv, describe, find_apps  # noqa: E402
-from serve import load_config as load_config_from  # noqa: E402
+from launcher.apps import find_apps  # noqa: E402
+from launcher.argv import build_argv, describe  # noqa: E402
+from launcher.devmode import app_files  # noqa: E402
+from launcher.settings import ConfigError  # noqa: E402
+from launcher.settings import load_config as load_config_from  # noqa: E402
 
 APPS = [Path("/app/apps/ping"), Path("/app/apps/sliders")]
 KEY = "k3Y-for-the-launcher-tests_0123456789abcdefgh"
@@ -90,9 +92,11 @@ class Defaults(unittest.TestCase):
         env = {"BOKEH_PORT": "", "PUBLIC_ORIGINS": " ", "BOKEH_NODELAY": "", "BOKEH_LOG_LEVEL": ""}
         self.assertEqual(load_config(env), load_config({}))
 
-    def test_empty_prefix_means_no_prefix(self):
-        argv = argv_for({"BOKEH_PREFIX": ""})
-        self.assertNotIn("--prefix", argv)
+    def test_empty_prefix_means_the_default(self):
+        # As for the gateway and NGINX, which both need a prefix (tests/rules/cases.json).
+        for value in ("", "  "):
+            with self.subTest(value=value):
+                self.assertEqual(option_values(argv_for({"BOKEH_PREFIX": value}), "--prefix"), ["/bokeh"])
 
     def test_settings_are_used(self):
         argv = argv_for({"BOKEH_PORT": " 6000 ", "BOKEH_PREFIX": "/apps/v2", "BOKEH_LOG_LEVEL": "DEBUG"})
@@ -220,7 +224,7 @@ class PrefixValidation(unittest.TestCase):
     def test_lone_slash(self):
         message = self.message("/")
         self.assertIn('(got "/")', message)
-        self.assertIn("no prefix", message)
+        self.assertIn("set BOKEH_PREFIX=/bokeh", message)
 
     def test_not_a_plain_path(self):
         for value in ("//bokeh", "/a//b", "/a b", "/a/../b", "/./a", "/bokeh?x", "/bo#keh", "/(bokeh)", "/bokeh.*"):
@@ -421,6 +425,15 @@ class Launcher(unittest.TestCase):
         code = f"import sys; sys.path.insert(0, {str(SERVE_DIR)!r}); import serve; print('bokeh' in sys.modules)"
         result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=False)
         self.assertEqual(result.stdout.strip(), "False", result.stderr)
+
+    def test_helpers_use_the_settings_not_the_launcher(self):
+        # The healthcheck runs every few seconds and keygen before Bokeh: neither needs serve.py.
+        code = (
+            f"import sys; sys.path.insert(0, {str(SERVE_DIR)!r}); import healthcheck, keygen; "
+            "print(sorted(m for m in ('serve', 'bokeh', 'launcher.settings') if m in sys.modules))"
+        )
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=False)
+        self.assertEqual(result.stdout.strip(), "['launcher.settings']", result.stderr)
 
 
 if __name__ == "__main__":

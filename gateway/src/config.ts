@@ -21,8 +21,11 @@ interface Settings {
   bokehPrefix: string;
   /** Apps the gateway embeds and lets WebSockets reach, in index order. */
   apps: string[];
-  /** Origins that browsers load pages from; the first is canonical. */
-  publicOrigins: URL[];
+  /** Origins that browsers load pages from, as given; undefined means the default (see Config). */
+  publicOrigins: URL[] | undefined;
+  /** Host ports of the two layouts, which the default public origins are made from. */
+  gatewayPort: number;
+  nginxHttpsPort: number;
   /** Express `trust proxy` value: which peers may set X-Forwarded-*. */
   trustProxy: false | number | string[];
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -45,7 +48,9 @@ interface Settings {
 }
 
 /** The gateway's configuration: the settings, with the secret key and user list read. */
-export interface Config extends Omit<Settings, 'secretKeyValue' | 'secretKeyFile' | 'authBasicUsers' | 'authBasicUsersFile'> {
+export interface Config extends Omit<Settings, 'publicOrigins' | 'secretKeyValue' | 'secretKeyFile' | 'authBasicUsers' | 'authBasicUsersFile'> {
+  /** Origins that browsers load pages from; the first is canonical. */
+  publicOrigins: URL[];
   /** Signs Bokeh session ids and tokens; Bokeh holds the same key. */
   secretKey: Buffer;
   /** htpasswd-style lines (user:bcrypt-hash) when authMode is "basic". */
@@ -109,6 +114,38 @@ const list = <T>(item: z.ZodType<T, string>) =>
 
 /** Unset (empty) stays undefined, so that the code can tell "not given" from a value. */
 const optional = z.string().transform((value) => (value.trim() === '' ? undefined : value.trim()));
+
+/** Blank stays undefined ("not given", so a default applies); anything else must pass `schema`. */
+const orUnset = <T>(schema: z.ZodType<T, string>) =>
+  z.string().transform((value, ctx): T | undefined => {
+    if (value.trim() === '') return undefined;
+    const result = schema.safeParse(value);
+    if (result.success) return result.data;
+    for (const issue of result.error.issues) ctx.addIssue({ code: 'custom', message: issue.message });
+    return z.NEVER;
+  });
+
+/**
+ * Bokeh pastes the prefix into its route regular expressions and NGINX's entrypoint into its
+ * configuration, so it is plain path characters only, and no segment starts with a dot (no "..").
+ * The launcher and NGINX's entrypoint apply the same rule (tests/rules/cases.json).
+ */
+const PREFIX_SHAPE = /^(\/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)+$/;
+
+/** The host ports of the two layouts, when compose's GATEWAY_PORT and NGINX_HTTPS_PORT are not set. */
+const DEFAULT_GATEWAY_PORT = '8000';
+const DEFAULT_NGINX_HTTPS_PORT = '8443';
+
+/**
+ * Unless PUBLIC_ORIGINS is set: the two layouts on this machine, on the ports they are published
+ * on, so that changing a port alone keeps pages and WebSockets working. The launcher and NGINX's
+ * entrypoint make the same list (tests/rules/cases.json).
+ */
+function defaultPublicOrigins(gatewayPort: number, nginxHttpsPort: number): URL[] {
+  return ['localhost', '127.0.0.1']
+    .map((host) => new URL(`http://${host}:${gatewayPort}`))
+    .concat(['localhost', '127.0.0.1'].map((host) => new URL(`https://${host}:${nginxHttpsPort}`)));
+}
 
 /** HMAC-SHA256 wants a key at least as long as its 32-byte output; Bokeh's own generator makes 44. */
 export const MIN_SECRET_KEY_CHARS = 32;
@@ -180,10 +217,7 @@ const settings = {
     default: '/bokeh',
     doc: "Path prefix of every Bokeh route; must equal the Bokeh server's --prefix.",
     fix: 'a path such as BOKEH_PREFIX=/bokeh (leading slash, no trailing slash), the same value the bokeh service gets',
-    schema: z
-      .string()
-      .trim()
-      .regex(/^(\/[A-Za-z0-9._~-]+)+$/, 'must be a path like /bokeh: a leading slash, no trailing slash, no spaces'),
+    schema: z.string().trim().regex(PREFIX_SHAPE, 'must be a path like /bokeh: a leading slash, no trailing slash, no spaces, no segment starting with "."'),
   },
   apps: {
     env: 'BOKEH_APPS',
@@ -197,10 +231,24 @@ const settings = {
   },
   publicOrigins: {
     env: 'PUBLIC_ORIGINS',
-    default: 'http://localhost:8000,http://127.0.0.1:8000,https://localhost:8443,https://127.0.0.1:8443',
-    doc: 'Origins users open pages at (scheme://host[:port], comma-separated, first is canonical). Pages use the one the request came in on, else the first; Bokeh allows WebSockets only from these.',
+    default: '',
+    doc: 'Origins users open pages at (scheme://host[:port], comma-separated, first is canonical). Pages use the one the request came in on, else the first; Bokeh allows WebSockets only from these. Unset: http://localhost and http://127.0.0.1 on GATEWAY_PORT, https://localhost and https://127.0.0.1 on NGINX_HTTPS_PORT.',
     fix: 'the address users type, e.g. PUBLIC_ORIGINS=https://dash.example.com',
-    schema: list(origin),
+    schema: orUnset(list(origin)),
+  },
+  gatewayPort: {
+    env: 'GATEWAY_PORT',
+    default: DEFAULT_GATEWAY_PORT,
+    doc: 'Host port the gateway is published on (compose maps it to PORT); names the port in the default PUBLIC_ORIGINS.',
+    fix: `the port browsers use for the gateway, e.g. GATEWAY_PORT=${DEFAULT_GATEWAY_PORT}`,
+    schema: integer(1, 65535),
+  },
+  nginxHttpsPort: {
+    env: 'NGINX_HTTPS_PORT',
+    default: DEFAULT_NGINX_HTTPS_PORT,
+    doc: "Host port of NGINX's HTTPS listener (nginx layout); names the port in the default PUBLIC_ORIGINS.",
+    fix: `the port browsers use for NGINX's HTTPS, e.g. NGINX_HTTPS_PORT=${DEFAULT_NGINX_HTTPS_PORT}`,
+    schema: integer(1, 65535),
   },
   trustProxy: {
     env: 'TRUST_PROXY',
@@ -360,9 +408,13 @@ export function loadSetting<K extends keyof Settings>(key: K, env: NodeJS.Proces
   return result.data;
 }
 
-/** Refuses keys that are short or plainly not random; messages never show the key. */
+/**
+ * Refuses keys that are short or plainly not random; messages never show the key. Characters are
+ * code points, as the launcher counts them (tests/rules/cases.json), not UTF-16 units.
+ */
 function secretKeyProblem(where: string, key: string): string | undefined {
-  if (key.length < MIN_SECRET_KEY_CHARS) return `${where} is too short (${key.length} characters, need at least ${MIN_SECRET_KEY_CHARS}); ${KEY_HOWTO}.`;
+  const length = [...key].length;
+  if (length < MIN_SECRET_KEY_CHARS) return `${where} is too short (${length} characters, need at least ${MIN_SECRET_KEY_CHARS}); ${KEY_HOWTO}.`;
   if (new Set(key).size < 8) return `${where} is not random enough (it repeats ${new Set(key).size} characters); ${KEY_HOWTO}.`;
   return undefined;
 }
@@ -438,9 +490,17 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     }
   }
   if (problems.length > 0) throw new ConfigError(problems);
-  const { secretKeyValue: _value, secretKeyFile: _file, authBasicUsers: _users, authBasicUsersFile: _usersFile, ...rest } = values as unknown as Settings;
+  const {
+    publicOrigins,
+    secretKeyValue: _value,
+    secretKeyFile: _file,
+    authBasicUsers: _users,
+    authBasicUsersFile: _usersFile,
+    ...rest
+  } = values as unknown as Settings;
   const config: Config = {
     ...rest,
+    publicOrigins: publicOrigins ?? defaultPublicOrigins(rest.gatewayPort, rest.nginxHttpsPort),
     secretKey: readSecretKey(values as unknown as Settings, problems),
     basicUsers: readBasicUsers(values as unknown as Settings, problems),
   };

@@ -1,7 +1,8 @@
 /**
  * Brings the real compose stack up for a test file and down afterwards. Images are built once
  * per run by global-setup.ts; each stack gets its own compose project, a free loopback port and
- * public origins that match it, so stacks never collide with each other or with a user's own.
+ * public origins that match it (given in PUBLIC_ORIGINS, or derived from the port by the programs
+ * themselves), so stacks never collide with each other or with a user's own.
  */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -53,6 +54,12 @@ export interface StackOptions {
   secretKey?: 'random' | 'generated';
   /** More origins for PUBLIC_ORIGINS, after the stack's own: pages elsewhere that embed its apps. */
   extraOrigins?: string[];
+  /**
+   * 'given' (the default): PUBLIC_ORIGINS names the stack's own ports. 'derived': PUBLIC_ORIGINS
+   * is left unset, as in a plain `docker compose up`, and every program derives the origins from
+   * GATEWAY_PORT and NGINX_HTTPS_PORT.
+   */
+  publicOrigins?: 'given' | 'derived';
 }
 
 export async function startStack({
@@ -61,19 +68,28 @@ export async function startStack({
   environment = {},
   secretKey = 'random',
   extraOrigins = [],
+  publicOrigins = 'given',
 }: StackOptions = {}): Promise<Stack> {
+  if (publicOrigins === 'derived' && extraOrigins.length > 0) throw new Error('extraOrigins needs publicOrigins: "given"');
   const key = secretKey === 'random' ? randomBytes(33).toString('base64url') : undefined;
   const port = await getPort({ host: '127.0.0.1' });
   const ports = nginx ? { http: await getPort({ host: '127.0.0.1' }), https: await getPort({ host: '127.0.0.1' }) } : undefined;
-  const origins = [
-    ...(ports ? [`https://127.0.0.1:${ports.https}`, `https://localhost:${ports.https}`] : []),
-    `http://127.0.0.1:${port}`,
-    `http://localhost:${port}`,
-    ...extraOrigins,
-  ];
+  // The derived list, in the programs' order; NGINX_HTTPS_PORT is the compose default without nginx.
+  const derived = ['localhost', '127.0.0.1']
+    .map((host) => `http://${host}:${port}`)
+    .concat(['localhost', '127.0.0.1'].map((host) => `https://${host}:${ports?.https ?? 8443}`));
+  const origins =
+    publicOrigins === 'derived'
+      ? derived
+      : [
+          ...(ports ? [`https://127.0.0.1:${ports.https}`, `https://localhost:${ports.https}`] : []),
+          `http://127.0.0.1:${port}`,
+          `http://localhost:${port}`,
+          ...extraOrigins,
+        ];
   let environmentForCompose: Record<string, string> = {
     GATEWAY_PORT: String(port),
-    PUBLIC_ORIGINS: origins.join(','),
+    ...(publicOrigins === 'given' ? { PUBLIC_ORIGINS: origins.join(',') } : {}),
     ...(key ? { BOKEH_SECRET_KEY: key } : {}),
     ...environment,
   };
