@@ -16,6 +16,9 @@ Settings (an empty value counts as unset):
                          Bokeh then runs with --session-ids external-signed, so only holders of the
                          key (the gateway) can start sessions
   BOKEH_SECRET_KEY_FILE  file holding the key, read when BOKEH_SECRET_KEY is not set
+  BOKEH_DRAIN_TIMEOUT_S  seconds (default 20, 0 to 3600): on SIGTERM, keep serving open sessions this long
+                         at most while refusing new ones (launcher/replica.py); keep it under the
+                         container's stop grace period
   BOKEH_DEV              true/false (default false): restart Bokeh whenever a file under apps/ changes,
                          so a new session runs the edited app (dev mode, compose.dev.yml)
 
@@ -35,6 +38,7 @@ from launcher.apps import APPS_DIR, find_apps
 from launcher.argv import build_argv, describe
 from launcher.devmode import run_dev
 from launcher.nodelay import install_nodelay
+from launcher.replica import install_replica
 from launcher.settings import ConfigError, load_config
 
 
@@ -68,6 +72,7 @@ def main(args: Sequence[str] | None = None) -> None:
         return
     if config.nodelay:
         install_nodelay()
+    install_replica(config.drain_timeout_s)
 
     from bokeh.command.bootstrap import main as bokeh_main
 

@@ -45,6 +45,7 @@ def describe(config: Config, apps: Sequence[Path], extra_args: Sequence[str] = (
         f"ws_origins={','.join(config.ws_origins)} (from {config.ws_origins_from}) "
         f"nodelay={'on' if config.nodelay else 'off'} log_level={config.log_level} "
         f"sessions=external-signed (key from {config.secret_key_from})"
+        + f" drain={config.drain_timeout_s}s"
         + (" dev=on" if config.dev else "")
         + (f" extra={','.join(options)}" if options else "")
     )

@@ -43,7 +43,8 @@ def run_dev(command: Sequence[str]) -> None:
     child: subprocess.Popen[bytes] | None = None
 
     def start() -> subprocess.Popen[bytes]:
-        return subprocess.Popen(list(command), env={**os.environ, "BOKEH_DEV": "false"})
+        # No drain: an edit restarts Bokeh at once, closing open sessions as Bokeh's --dev does.
+        return subprocess.Popen(list(command), env={**os.environ, "BOKEH_DEV": "false", "BOKEH_DRAIN_TIMEOUT_S": "0"})
 
     def stop(signum: int, _frame: object) -> None:
         if child is not None and child.poll() is None:

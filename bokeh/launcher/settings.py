@@ -20,6 +20,10 @@ DEFAULT_PREFIX = "/bokeh"
 DEFAULT_GATEWAY_PORT = 8000
 DEFAULT_NGINX_HTTPS_PORT = 8443
 LOG_LEVELS = ("trace", "debug", "info", "warning", "error", "critical")
+# On SIGTERM a replica keeps serving its open sessions this long at most (launcher/replica.py).
+# Under compose's stop_grace_period for the bokeh service (25 s), so Docker never kills a drain.
+DEFAULT_DRAIN_TIMEOUT_S = 20
+MAX_DRAIN_TIMEOUT_S = 3600
 DEFAULT_PORTS = {"http": 80, "https": 443}
 # HMAC-SHA256 wants a key at least as long as its 32-byte output; Bokeh's own generator makes 44.
 MIN_SECRET_KEY_CHARS = 32
@@ -58,6 +62,7 @@ class Config:
     log_level: str = "info"
     secret_key_from: str = "BOKEH_SECRET_KEY"
     dev: bool = False
+    drain_timeout_s: int = DEFAULT_DRAIN_TIMEOUT_S
     # Environment changes to make before Bokeh reads its own settings (None removes the variable).
     env_updates: Mapping[str, str | None] = field(default_factory=dict)
 
@@ -209,6 +214,19 @@ def parse_allow_ws_origin(value: str) -> tuple[str, ...]:
     return tuple(entries)
 
 
+def parse_drain_timeout(value: str | None) -> int:
+    if value is None:
+        return DEFAULT_DRAIN_TIMEOUT_S
+    if not DIGITS.fullmatch(value) or int(value) > MAX_DRAIN_TIMEOUT_S:
+        raise _bad(
+            "BOKEH_DRAIN_TIMEOUT_S",
+            value,
+            f"must be a whole number of seconds from 0 to {MAX_DRAIN_TIMEOUT_S}",
+            f"set BOKEH_DRAIN_TIMEOUT_S={DEFAULT_DRAIN_TIMEOUT_S}, below the container's stop grace period",
+        )
+    return int(value)
+
+
 def parse_bool(name: str, value: str | None, default: bool) -> bool:
     if value is None:
         return default
@@ -270,6 +288,7 @@ def load_config(environ: Mapping[str, str]) -> Config:
     log_level = parse_log_level(_get(environ, "BOKEH_LOG_LEVEL"))
     secret_key, secret_key_from = load_secret_key(environ)
     dev = parse_bool("BOKEH_DEV", _get(environ, "BOKEH_DEV"), False)
+    drain_timeout_s = parse_drain_timeout(_get(environ, "BOKEH_DRAIN_TIMEOUT_S"))
     origins = public_origins(environ)
 
     # Bokeh reads the key and the signing switch from its own environment variables.
@@ -303,5 +322,6 @@ def load_config(environ: Mapping[str, str]) -> Config:
         log_level=log_level,
         secret_key_from=secret_key_from,
         dev=dev,
+        drain_timeout_s=drain_timeout_s,
         env_updates=env_updates,
     )

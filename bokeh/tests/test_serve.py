@@ -285,6 +285,25 @@ class OtherSettings(unittest.TestCase):
         self.assertIn('(got "verbose"); set BOKEH_LOG_LEVEL=info', str(caught.exception))
 
 
+class DrainTimeout(unittest.TestCase):
+    def test_default_and_given_and_in_the_log_line(self):
+        self.assertEqual(load_config({}).drain_timeout_s, 20)
+        config = load_config({"BOKEH_DRAIN_TIMEOUT_S": "0"})
+        self.assertEqual(config.drain_timeout_s, 0)
+        self.assertIn(" drain=0s", describe(config, APPS))
+
+    def test_bad_values(self):
+        for value in ("-1", "1.5", "soon", "3601", "\u00b2"):
+            with self.subTest(value=value):
+                with self.assertRaises(ConfigError) as caught:
+                    load_config({"BOKEH_DRAIN_TIMEOUT_S": value})
+                self.assertEqual(
+                    str(caught.exception),
+                    f'BOKEH_DRAIN_TIMEOUT_S must be a whole number of seconds from 0 to 3600 (got "{value}"); '
+                    "set BOKEH_DRAIN_TIMEOUT_S=20, below the container's stop grace period",
+                )
+
+
 class SecretKey(unittest.TestCase):
     def test_key_is_required_and_the_message_says_how_to_make_one(self):
         with self.assertRaises(ConfigError) as caught:
