@@ -6,8 +6,8 @@
 import { request, type Agent } from 'node:http';
 import { Router, type Request, type Response } from 'express';
 import type { Config } from './config.js';
+import { appPath } from './bokeh-paths.js';
 import { upstreamError } from './errors.js';
-import { appPath } from './embed.js';
 
 export interface AppCheck {
   app: string;

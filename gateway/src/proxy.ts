@@ -7,9 +7,10 @@ import { Agent, type AgentOptions, type IncomingMessage, type ServerResponse } f
 import type { NextFunction, Request, Response } from 'express';
 import { createProxyMiddleware, proxyEventsPlugin, type RequestHandler } from 'http-proxy-middleware';
 import type { Logger } from 'pino';
+import { underPrefix } from './bokeh-paths.js';
 import type { Config } from './config.js';
 import { sendError, upstreamError } from './errors.js';
-import type { ClientView } from './forwarded.js';
+import { forwardedHeaders, type ClientView } from './forwarded.js';
 import { classifyBokehRequest } from './routes.js';
 import { startSession } from './sessions.js';
 
@@ -28,27 +29,6 @@ export function upstreamAgent(): Agent {
     noDelay: true,
   };
   return new Agent(options);
-}
-
-/**
- * Headers describing the client, recomputed by the gateway: whatever a client sent itself is
- * replaced, and values from a trusted proxy have already been folded into `view`.
- */
-export function forwardedHeaders(req: IncomingMessage, view: ClientView): Record<string, string> {
-  const url = new URL(view.origin);
-  return {
-    'x-forwarded-for': view.ip,
-    'x-forwarded-proto': view.proto,
-    'x-forwarded-host': url.host,
-    'x-forwarded-port': url.port || (view.proto === 'https' ? '443' : '80'),
-    'x-real-ip': view.ip,
-    ...(req.headers.host === undefined ? {} : { host: req.headers.host }),
-  };
-}
-
-/** Whether a raw request path is the prefix or below it. */
-export function underPrefix(path: string, prefix: string): boolean {
-  return path === prefix || path.startsWith(`${prefix}/`);
 }
 
 /**
@@ -88,7 +68,7 @@ export function bokehGate(config: Config, view: (req: IncomingMessage) => Client
     }
     if (route.kind === 'document' || route.kind === 'autoload') {
       if (req.method === 'OPTIONS') return next();
-      const started = startSession(config, req, forwardedHeaders(req, view(req)), res.locals.user as string | undefined);
+      const started = startSession(config, req, forwardedHeaders(req, view(req)), res.locals.user);
       if (!started.ok) return sendError(req, res, started.error);
       req.url = started.upstreamUrl;
       delete req.headers['bokeh-session-id'];

@@ -17,7 +17,6 @@ import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
 import type { Config } from './config.js';
 import { sendError, upstreamError } from './errors.js';
-import type { BokehRoute } from './routes.js';
 
 /**
  * Largest file kept. BokehJS's largest file (bokeh-mathjax.min.js, Bokeh 3.9) is 1.8 MB; the cap
@@ -174,7 +173,7 @@ export function staticCache(config: Config, agent: Agent, log: Logger) {
     });
 
   return (req: Request, res: Response, next: NextFunction): void => {
-    const route = res.locals.bokehRoute as BokehRoute | undefined;
+    const route = res.locals.bokehRoute;
     if (route?.kind !== 'static' || (req.method !== 'GET' && req.method !== 'HEAD')) return next();
     const key = versionedKey(req.url);
     // Range requests are rare for scripts; Bokeh answers them with 206 through the proxy.

@@ -19,11 +19,11 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Authenticator } from './auth.js';
+import { underPrefix } from './bokeh-paths.js';
 import type { Config } from './config.js';
 import { answerOnSocket, upstreamError, type GatewayError } from './errors.js';
-import type { ClientView } from './forwarded.js';
+import { forwardedHeaders, type ClientView } from './forwarded.js';
 import { clientCloseFrame, FrameScanner, serverCloseFrame, type ScanResult } from './frames.js';
-import { forwardedHeaders, underPrefix } from './proxy.js';
 import { classifyBokehRequest } from './routes.js';
 import { socketRefusal } from './sessions.js';
 
