@@ -3,7 +3,7 @@
  * and the app pages and autoload.js, which get a signed session token on the way (sessions.ts).
  * WebSocket upgrades are not handled here but in websocket.ts, from the server's `upgrade` event.
  */
-import { Agent, type AgentOptions, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { NextFunction, Request, Response } from 'express';
 import { createProxyMiddleware, proxyEventsPlugin, type RequestHandler } from 'http-proxy-middleware';
 import type { Logger } from 'pino';
@@ -13,23 +13,7 @@ import { sendError, upstreamError } from './errors.js';
 import { forwardedHeaders, type ClientView } from './forwarded.js';
 import { classifyBokehRequest } from './routes.js';
 import { startSession } from './sessions.js';
-
-/**
- * One keep-alive pool to Bokeh for the whole gateway: opening a TCP connection per request made
- * proxied requests tens of times slower. No-delay because Bokeh's replies are many small writes.
- */
-export function upstreamAgent(): Agent {
-  // Agents hand socket options such as noDelay on to net.connect; the typings omit them.
-  const options: AgentOptions & { noDelay: boolean } = {
-    keepAlive: true,
-    keepAliveMsecs: 10_000,
-    maxSockets: 256,
-    maxFreeSockets: 32,
-    scheduling: 'lifo',
-    noDelay: true,
-  };
-  return new Agent(options);
-}
+import type { Upstream, Upstreams } from './upstream.js';
 
 /**
  * Runs before the proxy: refuses what Bokeh must not see (routes.ts) and gives requests that
@@ -37,8 +21,8 @@ export function upstreamAgent(): Agent {
  * authentication step; the route it lets through is left in `res.locals.bokehRoute` for the
  * static file cache (static-cache.ts), which runs next.
  */
-/** Requests whose answer carries a visitor's session token. */
-const minted = new WeakSet<IncomingMessage>();
+/** Requests whose answer carries a visitor's session token, with that session's id. */
+const minted = new WeakMap<IncomingMessage, string>();
 
 export function bokehGate(config: Config, view: (req: IncomingMessage) => ClientView) {
   return (req: Request, res: Response, next: NextFunction): void => {
@@ -72,7 +56,7 @@ export function bokehGate(config: Config, view: (req: IncomingMessage) => Client
       if (!started.ok) return sendError(req, res, started.error);
       req.url = started.upstreamUrl;
       delete req.headers['bokeh-session-id'];
-      minted.add(req);
+      minted.set(req, started.sessionId);
     }
     next();
   };
@@ -80,14 +64,22 @@ export function bokehGate(config: Config, view: (req: IncomingMessage) => Client
 
 export function httpProxy(
   config: Config,
-  agent: Agent,
+  upstreams: Upstreams,
   view: (req: IncomingMessage) => ClientView,
   log: Logger,
 ): RequestHandler<IncomingMessage, ServerResponse> {
-  const upstream = config.bokehUrl.origin;
+  /** The Bokeh each request went to, for the message when it fails. */
+  const chosen = new WeakMap<IncomingMessage, Upstream>();
   return createProxyMiddleware<IncomingMessage, ServerResponse>({
-    target: upstream,
-    agent,
+    // Asked per request: a request that creates a session goes where that session will live.
+    router: (req, _res, options) => {
+      const session = minted.get(req);
+      const upstream = session === undefined ? upstreams.any() : upstreams.forSession(session);
+      chosen.set(req, upstream);
+      // `options` is this request's own copy of the proxy's options.
+      options.agent = upstream.agent;
+      return upstream.origin;
+    },
     pathFilter: (path) => underPrefix(path.split('?', 1)[0]!, config.bokehPrefix),
     // Bokeh is told the public host through X-Forwarded-Host; the Host header stays as the
     // browser sent it so that Bokeh's own absolute URLs (when it builds any) are public too.
@@ -111,7 +103,7 @@ export function httpProxy(
         });
       },
       error: (err, req, res) => {
-        const error = upstreamError(err as NodeJS.ErrnoException, upstream);
+        const error = upstreamError(err as NodeJS.ErrnoException, (chosen.get(req) ?? upstreams.any()).origin);
         log.warn({ err: { message: err.message, code: (err as NodeJS.ErrnoException).code }, url: req.url, status: error.status }, 'bokeh request failed');
         if ('writeHead' in res) sendError(req, res, error);
         else res.destroy();

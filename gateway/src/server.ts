@@ -15,8 +15,9 @@ import { answerOnSocket, sendError } from './errors.js';
 import { clientView, ProxyTrust } from './forwarded.js';
 import { healthRouter } from './health.js';
 import { pagesRouter } from './pages.js';
-import { bokehGate, httpProxy, upstreamAgent } from './proxy.js';
+import { bokehGate, httpProxy } from './proxy.js';
 import { staticCache } from './static-cache.js';
+import { createUpstreams, type Upstreams } from './upstream.js';
 import { CLOSE, webSocketRelay } from './websocket.js';
 
 /**
@@ -40,6 +41,8 @@ export interface GatewayServer {
   readonly server: Server;
   /** The URL the gateway listens on, e.g. http://127.0.0.1:8000. */
   readonly url: string;
+  /** The Bokeh servers it talks to. */
+  readonly upstreams: Upstreams;
   /** Stops accepting, closes WebSockets with 1001, lets requests finish within the bound. */
   close(): Promise<void>;
 }
@@ -57,8 +60,8 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
     return cached;
   };
 
-  const agent = upstreamAgent();
-  const relay = webSocketRelay(config, view, auth, log);
+  const upstreams = createUpstreams(config);
+  const relay = webSocketRelay(config, upstreams, view, auth, log);
   const app = express();
   app.disable('x-powered-by');
   app.set('query parser', 'simple');
@@ -82,7 +85,7 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
       customLogLevel: (_req, res, err) => (err || res.statusCode >= 500 ? 'warn' : 'info'),
     }),
   );
-  app.use(healthRouter(config, agent, () => ({ openWebSockets: relay.openSessions })));
+  app.use(healthRouter(config, upstreams, () => ({ openWebSockets: relay.openSessions })));
   app.use((req: Request, res: Response, next: NextFunction) => {
     auth.authenticate(req, view(req)).then((result) => {
       if (result.ok) {
@@ -94,8 +97,8 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
     }, next);
   });
   app.use(bokehGate(config, view));
-  if (config.staticCacheBytes > 0) app.use(staticCache(config, agent, log));
-  app.use(httpProxy(config, agent, view, log));
+  if (config.staticCacheBytes > 0) app.use(staticCache(config, upstreams, log));
+  app.use(httpProxy(config, upstreams, view, log));
   app.use(pagesRouter(config, view));
   app.use((req: Request, res: Response) => {
     sendError(req, res, { status: 404, code: 'NOT_FOUND', message: `Nothing here. Apps are at /apps/<name> and Bokeh itself under ${config.bokehPrefix}/.` });
@@ -169,10 +172,10 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
       const timer = setTimeout(() => server.closeAllConnections(), left);
       await stopped;
       clearTimeout(timer);
-      agent.destroy();
+      upstreams.close();
     })();
     return closing;
   };
 
-  return { server, url, close };
+  return { server, url, upstreams, close };
 }

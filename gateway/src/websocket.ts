@@ -13,8 +13,7 @@
  * followed by a binary frame), pings and pongs, and close codes.
  */
 import { createHash } from 'node:crypto';
-import { request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
-import { request as httpsRequest } from 'node:https';
+import type { ClientRequest, IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
@@ -25,7 +24,8 @@ import { answerOnSocket, upstreamError, type GatewayError } from './errors.js';
 import { forwardedHeaders, type ClientView } from './forwarded.js';
 import { clientCloseFrame, FrameScanner, serverCloseFrame, type ScanResult } from './frames.js';
 import { classifyBokehRequest } from './routes.js';
-import { socketRefusal } from './sessions.js';
+import { admitSocket } from './sessions.js';
+import type { Upstream, Upstreams } from './upstream.js';
 
 /** Close codes of our own, chosen from RFC 6455 and the IANA registry. */
 export const CLOSE = {
@@ -254,10 +254,15 @@ class Session {
   }
 }
 
-export function webSocketRelay(config: Config, view: (req: IncomingMessage) => ClientView, auth: Authenticator, log: Logger): WebSocketRelay {
+export function webSocketRelay(
+  config: Config,
+  upstreams: Upstreams,
+  view: (req: IncomingMessage) => ClientView,
+  auth: Authenticator,
+  log: Logger,
+): WebSocketRelay {
   const allowedOrigins = new Set(config.publicOrigins.map((origin) => origin.origin));
   const sessions = new Set<Session>();
-  const send = config.bokehUrl.protocol === 'https:' ? httpsRequest : httpRequest;
   let accepting = true;
 
   // A browser answers Bokeh's keep-alive pings, so silence means it is gone (or never was one).
@@ -322,9 +327,10 @@ export function webSocketRelay(config: Config, view: (req: IncomingMessage) => C
       (result) => {
         if (!result.ok) return refuse(socket, result.error, meta, result.headers);
         const offered = subprotocols(req);
-        const refusal = socketRefusal(config, offered, result.user);
-        if (refusal !== undefined) return refuse(socket, refusal, meta);
-        connect(req, socket, head, v, offered, `${path}${query === undefined ? '' : `?${query}`}`, { ...meta, app, user: result.user });
+        const admitted = admitSocket(config, offered, result.user);
+        if (!admitted.ok) return refuse(socket, admitted.error, meta);
+        const upstream = upstreams.forSession(admitted.sessionId);
+        connect(req, socket, head, v, upstream, offered, `${path}${query === undefined ? '' : `?${query}`}`, { ...meta, app, user: result.user });
       },
       () => socket.destroy(),
     );
@@ -349,6 +355,7 @@ export function webSocketRelay(config: Config, view: (req: IncomingMessage) => C
     socket: Duplex,
     head: Buffer,
     v: ClientView,
+    bokehServer: Upstream,
     offered: string[],
     pathAndQuery: string,
     meta: Record<string, unknown>,
@@ -356,7 +363,7 @@ export function webSocketRelay(config: Config, view: (req: IncomingMessage) => C
     const key = req.headers['sec-websocket-key']!;
     const headers: Record<string, string> = {
       ...forwardedHeaders(req, v),
-      host: config.bokehUrl.host,
+      host: bokehServer.url.host,
       connection: 'Upgrade',
       upgrade: 'websocket',
       'sec-websocket-version': '13',
@@ -369,7 +376,8 @@ export function webSocketRelay(config: Config, view: (req: IncomingMessage) => C
     }
 
     let answered = false;
-    const upstream: ClientRequest = send(new URL(pathAndQuery, config.bokehUrl), { method: 'GET', headers, agent: false });
+    // Not from the pool: this connection becomes the session's and never returns to it.
+    const upstream: ClientRequest = bokehServer.request(pathAndQuery, { method: 'GET', headers, agent: false });
     // Until the relay owns the browser's socket, losing that socket must release Bokeh's.
     const releaseUpstream = () => upstream.destroy();
     socket.once('close', releaseUpstream);
@@ -387,7 +395,7 @@ export function webSocketRelay(config: Config, view: (req: IncomingMessage) => C
       upstream.destroy(Object.assign(new Error(`no answer within ${config.upstreamTimeoutMs} ms`), { code: 'ETIMEDOUT' }));
     }, config.upstreamTimeoutMs);
     upstream.once('close', () => clearTimeout(timer));
-    upstream.on('error', (err: NodeJS.ErrnoException) => fail(upstreamError(err, config.bokehUrl.origin)));
+    upstream.on('error', (err: NodeJS.ErrnoException) => fail(upstreamError(err, bokehServer.origin)));
     upstream.on('response', (res) => {
       let body = '';
       res.setEncoding('utf8');
