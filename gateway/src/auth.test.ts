@@ -55,8 +55,7 @@ describe('AUTH_MODE=basic', () => {
     const result = await auth.authenticate(request(headers), view(false));
     expect(result).toMatchObject({
       ok: false,
-      error: { status: 401, message: expect.stringMatching(message) },
-      headers: { 'WWW-Authenticate': 'Basic realm="Bokeh apps", charset="UTF-8"' },
+      error: { status: 401, message: expect.stringMatching(message), headers: { 'WWW-Authenticate': 'Basic realm="Bokeh apps", charset="UTF-8"' } },
     });
   });
 });

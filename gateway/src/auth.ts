@@ -21,7 +21,7 @@ import type { GatewayError } from './errors.js';
 import type { ClientView } from './forwarded.js';
 import { parseBasicUsers } from './htpasswd.js';
 
-export type AuthResult = { ok: true; user: string | undefined } | { ok: false; error: GatewayError; headers?: Record<string, string> };
+export type AuthResult = { ok: true; user: string | undefined } | { ok: false; error: GatewayError };
 
 export interface Authenticator {
   readonly mode: AuthMode;
@@ -40,7 +40,7 @@ function basic(config: Config): Authenticator {
   const cost = Math.max(...[...users.values()].map((hash) => Number(hash.slice(4, 6))));
   const unknownUserHash = bcrypt.hashSync(randomBytes(16).toString('hex'), cost);
   const challenge = { 'WWW-Authenticate': `Basic realm="${config.authBasicRealm}", charset="UTF-8"` };
-  const refuse = (message: string): AuthResult => ({ ok: false, error: { status: 401, code: 'UNAUTHENTICATED', message }, headers: challenge });
+  const refuse = (message: string): AuthResult => ({ ok: false, error: { status: 401, code: 'UNAUTHENTICATED', message, headers: challenge } });
   // bcrypt is slow on purpose; a browser repeats the same header on every request, so remember
   // the headers that passed (by digest, never the password itself) for a few minutes.
   const verified = new LRUCache<string, string>({ max: 10_000, ttl: 5 * 60_000 });

@@ -10,5 +10,7 @@ declare module 'express-serve-static-core' {
     user?: string | undefined;
     /** The Bokeh route a request under the prefix was let through as, for the static cache. */
     bokehRoute?: BokehRoute;
+    /** The Bokeh session a page or autoload.js request creates; its answer carries the token. */
+    sessionId?: string;
   }
 }

@@ -1,66 +1,21 @@
 /**
- * HTTP reverse proxy for the Bokeh routes that routes.ts lets through: static files, metadata,
- * and the app pages and autoload.js, which get a signed session token on the way (sessions.ts).
- * WebSocket upgrades are not handled here but in websocket.ts, from the server's `upgrade` event.
+ * HTTP reverse proxy for the Bokeh routes that admission.ts lets through: static files,
+ * metadata, and the app pages and autoload.js, which come with a signed session token already
+ * in their URL (`res.locals.sessionId` names that session). WebSocket upgrades are not handled
+ * here but in websocket.ts, from the server's `upgrade` event.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { NextFunction, Request, Response } from 'express';
+import type { Response } from 'express';
 import { createProxyMiddleware, proxyEventsPlugin, type RequestHandler } from 'http-proxy-middleware';
 import type { Logger } from 'pino';
 import { underPrefix } from './bokeh-paths.js';
 import type { Config } from './config.js';
 import { sendError, upstreamError } from './errors.js';
 import { forwardedHeaders, type ClientView } from './forwarded.js';
-import { classifyBokehRequest } from './routes.js';
-import { startSession } from './sessions.js';
 import type { Upstream, Upstreams } from './upstream.js';
 
-/**
- * Runs before the proxy: refuses what Bokeh must not see (routes.ts) and gives requests that
- * create a session their signed token. `res.locals.user` is the signed-in user, set by the
- * authentication step; the route it lets through is left in `res.locals.bokehRoute` for the
- * static file cache (static-cache.ts), which runs next.
- */
-/** Requests whose answer carries a visitor's session token, with that session's id. */
-const minted = new WeakMap<IncomingMessage, string>();
-
-export function bokehGate(config: Config, view: (req: IncomingMessage) => ClientView) {
-  return (req: Request, res: Response, next: NextFunction): void => {
-    // The raw target, not a parsed URL: parsing would resolve the "../" that must be refused.
-    const path = (req.url ?? '').split('?', 1)[0]!;
-    if (!underPrefix(path, config.bokehPrefix)) return next();
-    const result = classifyBokehRequest(req.method, path, config.bokehPrefix, config.apps);
-    if (!result.ok) {
-      if (result.headers) res.set(result.headers);
-      return sendError(req, res, result.error);
-    }
-    const { route } = result;
-    res.locals.bokehRoute = route;
-    // Bokeh's routes read no bodies; one here is a mistake or an attempt to tie up a connection.
-    const length = req.headers['content-length'];
-    if ((length !== undefined && length !== '0') || req.headers['transfer-encoding'] !== undefined) {
-      res.set('Connection', 'close');
-      return sendError(req, res, { status: 413, code: 'BODY_NOT_ALLOWED', message: 'Bokeh routes take no request body; send the request without one.' });
-    }
-    if (route.kind === 'websocket') {
-      res.set('Upgrade', 'websocket');
-      return sendError(req, res, {
-        status: 426,
-        code: 'UPGRADE_REQUIRED',
-        message: 'This is a Bokeh WebSocket endpoint; connect to it with a WebSocket client.',
-      });
-    }
-    if (route.kind === 'document' || route.kind === 'autoload') {
-      if (req.method === 'OPTIONS') return next();
-      const started = startSession(config, req, forwardedHeaders(req, view(req)), res.locals.user);
-      if (!started.ok) return sendError(req, res, started.error);
-      req.url = started.upstreamUrl;
-      delete req.headers['bokeh-session-id'];
-      minted.set(req, started.sessionId);
-    }
-    next();
-  };
-}
+/** The session a request creates (admission.ts); the proxy is mounted in Express, so `res` is Express's. */
+const sessionOf = (res: ServerResponse | undefined): string | undefined => (res as Response | undefined)?.locals.sessionId;
 
 export function httpProxy(
   config: Config,
@@ -72,8 +27,8 @@ export function httpProxy(
   const chosen = new WeakMap<IncomingMessage, Upstream>();
   return createProxyMiddleware<IncomingMessage, ServerResponse>({
     // Asked per request: a request that creates a session goes where that session will live.
-    router: (req, _res, options) => {
-      const session = minted.get(req);
+    router: (req, res, options) => {
+      const session = sessionOf(res);
       const upstream = session === undefined ? upstreams.any() : upstreams.forSession(session);
       chosen.set(req, upstream);
       // `options` is this request's own copy of the proxy's options.
@@ -90,9 +45,9 @@ export function httpProxy(
     ejectPlugins: true,
     plugins: [proxyEventsPlugin],
     on: {
-      proxyRes: (proxyRes, req) => {
+      proxyRes: (proxyRes, _req, res) => {
         // The answer embeds this visitor's token: no cache may keep it or hand it to another.
-        if (minted.has(req)) proxyRes.headers['cache-control'] = 'no-store';
+        if (sessionOf(res) !== undefined) proxyRes.headers['cache-control'] = 'no-store';
       },
       proxyReq: (proxyReq, req) => {
         for (const [name, value] of Object.entries(forwardedHeaders(req, view(req)))) proxyReq.setHeader(name, value);

@@ -9,13 +9,14 @@ import type { Duplex } from 'node:stream';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Logger } from 'pino';
 import { pinoHttp } from 'pino-http';
+import { admissionPipeline, httpAdmission } from './admission.js';
 import { createAuthenticator } from './auth.js';
 import type { Config } from './config.js';
 import { answerOnSocket, sendError } from './errors.js';
 import { clientView, ProxyTrust } from './forwarded.js';
 import { healthRouter } from './health.js';
 import { pagesRouter } from './pages.js';
-import { bokehGate, httpProxy } from './proxy.js';
+import { httpProxy } from './proxy.js';
 import { staticCache } from './static-cache.js';
 import { createUpstreams, type Upstreams } from './upstream.js';
 import { CLOSE, webSocketRelay } from './websocket.js';
@@ -61,7 +62,9 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
   };
 
   const upstreams = createUpstreams(config);
-  const relay = webSocketRelay(config, upstreams, view, auth, log);
+  // The relay is made next; the check runs per upgrade, long after.
+  const admission = admissionPipeline({ config, auth, view, shuttingDown: () => relay.shuttingDown });
+  const relay = webSocketRelay(config, upstreams, admission, log);
   const app = express();
   app.disable('x-powered-by');
   app.set('query parser', 'simple');
@@ -86,17 +89,7 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
     }),
   );
   app.use(healthRouter(config, upstreams, () => ({ openWebSockets: relay.openSessions })));
-  app.use((req: Request, res: Response, next: NextFunction) => {
-    auth.authenticate(req, view(req)).then((result) => {
-      if (result.ok) {
-        res.locals.user = result.user;
-        return next();
-      }
-      if (result.headers) res.set(result.headers);
-      sendError(req, res, result.error);
-    }, next);
-  });
-  app.use(bokehGate(config, view));
+  app.use(httpAdmission(admission));
   if (config.staticCacheBytes > 0) app.use(staticCache(config, upstreams, log));
   app.use(httpProxy(config, upstreams, view, log));
   app.use(pagesRouter(config, view));

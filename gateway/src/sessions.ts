@@ -14,7 +14,7 @@
 import type { IncomingMessage } from 'node:http';
 import { parse as parseCookies } from 'cookie';
 import type { Config } from './config.js';
-import type { GatewayError } from './errors.js';
+import type { ErrorCode, GatewayError } from './errors.js';
 import { checkSessionIdSignature, generateSessionId, generateToken, verifyToken, type Payload } from './tokens.js';
 
 /** Headers never copied into a token: credentials, and hop-by-hop ones that describe our hop. */
@@ -63,7 +63,7 @@ export function requestPayload(req: IncomingMessage, url: URL, forwarded: Record
 /** A session may start: what to ask Bokeh for, and the id of the session it will open. */
 export type SessionStart = { ok: true; upstreamUrl: string; sessionId: string } | { ok: false; error: GatewayError };
 
-const refused = (status: number, code: string, message: string): SessionStart => ({ ok: false, error: { status, code, message } });
+const refused = (status: number, code: ErrorCode, message: string): SessionStart => ({ ok: false, error: { status, code, message } });
 
 /**
  * The URL to request from Bokeh for a request that creates a session: the client's own URL with

@@ -12,20 +12,17 @@
  * ("bokeh" plus the session token), each frame's type and order (a buffer is a text header frame
  * followed by a binary frame), pings and pongs, and close codes.
  */
-import { createHash } from 'node:crypto';
 import type { ClientRequest, IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
-import type { Authenticator } from './auth.js';
-import { underPrefix } from './bokeh-paths.js';
+import type { AdmissionPipeline } from './admission.js';
 import type { Config } from './config.js';
 import { answerOnSocket, upstreamError, type GatewayError } from './errors.js';
 import { forwardedHeaders, type ClientView } from './forwarded.js';
 import { clientCloseFrame, FrameScanner, serverCloseFrame, type ScanResult } from './frames.js';
-import { classifyBokehRequest } from './routes.js';
-import { admitSocket } from './sessions.js';
 import type { Upstream, Upstreams } from './upstream.js';
+import { acceptKey } from './ws-handshake.js';
 
 /** Close codes of our own, chosen from RFC 6455 and the IANA registry. */
 export const CLOSE = {
@@ -43,7 +40,6 @@ export const CLOSE = {
 const BEHIND_BYTES = 1024 * 1024;
 /** After its close frame, how long a peer gets to close the connection before it is cut. */
 const CLOSE_GRACE_MS = 5_000;
-const ACCEPT_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 
 export interface WebSocketRelay {
   /** The HTTP server's `upgrade` listener. */
@@ -51,39 +47,8 @@ export interface WebSocketRelay {
   /** Refuse new sessions and close open ones with `code`; resolves when all are closed. */
   closeAll(code: number, reason: string, timeoutMs: number): Promise<void>;
   readonly openSessions: number;
-}
-
-/** RFC 6455 section 4.2.1: what a valid opening handshake must carry. */
-function handshakeProblem(req: IncomingMessage): string | undefined {
-  if (req.method !== 'GET') return `WebSocket handshakes use GET, not ${req.method}`;
-  if (req.headers.upgrade?.toLowerCase() !== 'websocket') return 'the Upgrade header must be "websocket"';
-  const key = req.headers['sec-websocket-key'];
-  if (typeof key !== 'string' || !/^[+/0-9A-Za-z]{22}==$/.test(key)) return 'Sec-WebSocket-Key is missing or malformed';
-  if (req.headers['sec-websocket-version'] !== '13') return 'Sec-WebSocket-Version must be 13';
-  return undefined;
-}
-
-export function acceptKey(key: string): string {
-  return createHash('sha1')
-    .update(key + ACCEPT_GUID)
-    .digest('base64');
-}
-
-/** The Origin header as an origin ("https://host[:port]"), or undefined when it is not one. */
-function originOf(header: string): string | undefined {
-  try {
-    const url = new URL(header);
-    return url.origin === 'null' ? undefined : url.origin;
-  } catch {
-    return undefined;
-  }
-}
-
-function subprotocols(req: IncomingMessage): string[] {
-  return (req.headers['sec-websocket-protocol'] ?? '')
-    .split(',')
-    .map((item) => item.trim())
-    .filter(Boolean);
+  /** Whether closeAll was called: new sessions are refused from then on. */
+  readonly shuttingDown: boolean;
 }
 
 type Side = 'browser' | 'bokeh';
@@ -254,14 +219,7 @@ class Session {
   }
 }
 
-export function webSocketRelay(
-  config: Config,
-  upstreams: Upstreams,
-  view: (req: IncomingMessage) => ClientView,
-  auth: Authenticator,
-  log: Logger,
-): WebSocketRelay {
-  const allowedOrigins = new Set(config.publicOrigins.map((origin) => origin.origin));
+export function webSocketRelay(config: Config, upstreams: Upstreams, admission: AdmissionPipeline, log: Logger): WebSocketRelay {
   const sessions = new Set<Session>();
   let accepting = true;
 
@@ -284,53 +242,21 @@ export function webSocketRelay(
     }, every).unref();
   }
 
-  function refuse(socket: Duplex, error: GatewayError, meta: Record<string, unknown>, headers?: Record<string, string>): void {
+  function refuse(socket: Duplex, error: GatewayError, meta: Record<string, unknown>): void {
     log.info({ ...meta, status: error.status, error: error.code }, 'websocket refused');
-    answerOnSocket(socket, error, headers);
+    answerOnSocket(socket, error);
   }
 
   function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     // A reset from the client must never become an uncaught exception.
     destroyOnError(socket);
-    // The raw target: a parsed URL would already have resolved "../" segments.
-    const [path = '', query] = (req.url ?? '').split(/\?(.*)/s, 2);
-    const v = view(req);
-    const meta = { path: path.slice(0, 200), ip: v.ip };
-    const notHere: GatewayError = { status: 404, code: 'NOT_FOUND', message: `WebSocket connections are served only at ${config.bokehPrefix}/<app>/ws.` };
-    if (!underPrefix(path, config.bokehPrefix)) return refuse(socket, notHere, meta);
-    const route = classifyBokehRequest('GET', path, config.bokehPrefix, config.apps);
-    if (!route.ok) return refuse(socket, route.error, meta);
-    if (route.route.kind !== 'websocket') return refuse(socket, notHere, meta);
-    const app = route.route.app;
-
-    const problem = handshakeProblem(req);
-    if (problem !== undefined) {
-      return refuse(socket, { status: 400, code: 'BAD_HANDSHAKE', message: `Invalid WebSocket handshake: ${problem}.` }, meta);
-    }
-    // Browsers always send Origin; other clients may leave it out (and could write any value).
-    const origin = req.headers.origin;
-    if (origin !== undefined && !allowedOrigins.has(originOf(origin) ?? '')) {
-      return refuse(
-        socket,
-        {
-          status: 403,
-          code: 'ORIGIN_NOT_ALLOWED',
-          message: `WebSocket connections from ${origin.slice(0, 200)} are not allowed. If users open your pages there, add that origin to PUBLIC_ORIGINS.`,
-        },
-        meta,
-      );
-    }
-    if (!accepting) {
-      return refuse(socket, { status: 503, code: 'SHUTTING_DOWN', message: 'The gateway is shutting down; reconnect in a moment.' }, meta);
-    }
-    auth.authenticate(req, v).then(
+    admission.admit('upgrade', req).then(
       (result) => {
-        if (!result.ok) return refuse(socket, result.error, meta, result.headers);
-        const offered = subprotocols(req);
-        const admitted = admitSocket(config, offered, result.user);
-        if (!admitted.ok) return refuse(socket, admitted.error, meta);
-        const upstream = upstreams.forSession(admitted.sessionId);
-        connect(req, socket, head, v, upstream, offered, `${path}${query === undefined ? '' : `?${query}`}`, { ...meta, app, user: result.user });
+        const { path, query, view: v, route, user, sessionId, offered } = result.candidate;
+        const meta = { path: path.slice(0, 200), ip: v.ip };
+        if (!result.ok) return refuse(socket, result.error, meta);
+        const upstream = upstreams.forSession(sessionId!);
+        connect(req, socket, head, v, upstream, offered!, `${path}${query === undefined ? '' : `?${query}`}`, { ...meta, app: route!.app, user });
       },
       () => socket.destroy(),
     );
@@ -475,6 +401,9 @@ export function webSocketRelay(
     closeAll,
     get openSessions() {
       return sessions.size;
+    },
+    get shuttingDown() {
+      return !accepting;
     },
   };
 }
