@@ -19,7 +19,8 @@ import { pagesRouter } from './pages.js';
 import { httpProxy } from './proxy.js';
 import { staticCache } from './static-cache.js';
 import { createUpstreams, type Upstreams } from './upstream.js';
-import { CLOSE, webSocketRelay } from './websocket.js';
+import { webSocketRelay } from './websocket.js';
+import { CLOSE } from './ws-constants.js';
 
 /**
  * Idle keep-alive connections stay open longer than the 60 s that load balancers commonly use,

@@ -1,11 +1,12 @@
 /**
  * The opening handshake as RFC 6455 section 4 defines it, seen from the server: what a valid
  * request carries, the accept value, the offered subprotocols and the Origin. Plain functions
- * of the request; the admission checks (admission.ts) and the Bokeh-side handshake
- * (ws-upstream.ts) use them.
+ * of the request and socket; the admission checks (admission.ts), the upgrade handler
+ * (websocket.ts) and the Bokeh-side handshake (ws-upstream.ts) use them.
  */
 import { createHash } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
 
 const ACCEPT_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 
@@ -40,4 +41,24 @@ export function subprotocols(req: IncomingMessage): string[] {
     .split(',')
     .map((item) => item.trim())
     .filter(Boolean);
+}
+
+/** The server's answer that completes a handshake, with what the real server (Bokeh) chose. */
+export function switchingProtocols(accept: string, protocol: string | undefined): string {
+  return (
+    'HTTP/1.1 101 Switching Protocols\r\n' +
+    'Upgrade: websocket\r\n' +
+    'Connection: Upgrade\r\n' +
+    `Sec-WebSocket-Accept: ${accept}\r\n` +
+    (protocol === undefined ? '' : `Sec-WebSocket-Protocol: ${protocol}\r\n`) +
+    '\r\n'
+  );
+}
+
+/**
+ * A reset must never become an uncaught exception. A module-level function, so the listener's
+ * scope holds the socket alone and not the request being handled when it was added.
+ */
+export function destroyOnError(stream: Duplex): void {
+  stream.on('error', () => stream.destroy());
 }
