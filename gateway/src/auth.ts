@@ -19,34 +19,13 @@ import { LRUCache } from 'lru-cache';
 import type { AuthMode, Config } from './config.js';
 import type { GatewayError } from './errors.js';
 import type { ClientView } from './forwarded.js';
+import { parseBasicUsers } from './htpasswd.js';
 
-export type AuthResult = { ok: true; user: string | undefined } | { ok: false; error: GatewayError; headers?: Record<string, string> };
+export type AuthResult = { ok: true; user: string | undefined } | { ok: false; error: GatewayError };
 
 export interface Authenticator {
   readonly mode: AuthMode;
   authenticate(req: IncomingMessage, view: ClientView): Promise<AuthResult>;
-}
-
-const USER_NAME = /^[^\s:]{1,64}$/;
-const BCRYPT = /^\$2[aby]\$(0[4-9]|[12]\d|3[01])\$[./A-Za-z0-9]{53}$/;
-
-/** Parses htpasswd lines, accepting bcrypt only; throws with a message naming the bad line. */
-export function parseBasicUsers(lines: string[]): Map<string, string> {
-  const users = new Map<string, string>();
-  lines.forEach((line, index) => {
-    const colon = line.indexOf(':');
-    const user = colon === -1 ? line : line.slice(0, colon);
-    const hash = colon === -1 ? '' : line.slice(colon + 1);
-    const where = `entry ${index + 1} (user "${user.slice(0, 64)}")`;
-    if (!USER_NAME.test(user)) throw new Error(`${where} has no valid user name before ":"`);
-    if (!BCRYPT.test(hash)) {
-      const kind = hash.startsWith('$apr1$') ? 'an MD5 hash' : hash.startsWith('{SHA}') ? 'a SHA-1 hash' : hash === '' ? 'no hash' : 'not a bcrypt hash';
-      throw new Error(`${where} has ${kind}; only bcrypt is accepted (htpasswd -nbB ${user.slice(0, 64)} 'password')`);
-    }
-    if (users.has(user)) throw new Error(`${where} repeats a user name`);
-    users.set(user, hash);
-  });
-  return users;
 }
 
 const ANONYMOUS: Authenticator = {
@@ -61,7 +40,7 @@ function basic(config: Config): Authenticator {
   const cost = Math.max(...[...users.values()].map((hash) => Number(hash.slice(4, 6))));
   const unknownUserHash = bcrypt.hashSync(randomBytes(16).toString('hex'), cost);
   const challenge = { 'WWW-Authenticate': `Basic realm="${config.authBasicRealm}", charset="UTF-8"` };
-  const refuse = (message: string): AuthResult => ({ ok: false, error: { status: 401, code: 'UNAUTHENTICATED', message }, headers: challenge });
+  const refuse = (message: string): AuthResult => ({ ok: false, error: { status: 401, code: 'UNAUTHENTICATED', message, headers: challenge } });
   // bcrypt is slow on purpose; a browser repeats the same header on every request, so remember
   // the headers that passed (by digest, never the password itself) for a few minutes.
   const verified = new LRUCache<string, string>({ max: 10_000, ttl: 5 * 60_000 });

@@ -5,9 +5,9 @@
  */
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
-import { parseBasicUsers } from './auth.js';
+import { parseBasicUsers } from './htpasswd.js';
 
-/** How the gateway decides who a request is from; see auth.ts. */
+/** How the gateway decides who a request is from; auth.ts has one method for each. */
 export type AuthMode = 'none' | 'basic' | 'header';
 
 /** What each setting in the table below becomes. */

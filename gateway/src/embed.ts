@@ -5,6 +5,7 @@
  * be the public one (see forwarded.ts).
  */
 import { randomBytes } from 'node:crypto';
+import { appPath } from './bokeh-paths.js';
 
 export interface EmbedTarget {
   /** Public origin, e.g. "https://dash.example.com". */
@@ -14,11 +15,6 @@ export interface EmbedTarget {
   app: string;
   /** Arguments for the app (`curdoc().session_context.request.arguments`). */
   args?: Iterable<[string, string]>;
-}
-
-/** Path of an app on the Bokeh server, which is also what Bokeh calls the app path. */
-export function appPath(prefix: string, app: string): string {
-  return `${prefix}/${encodeURIComponent(app)}`;
 }
 
 /** Bokeh element ids only need to be unique on the page and safe in CSS selectors. */

@@ -1,5 +1,5 @@
 import type { IncomingMessage } from 'node:http';
-import { errorBody, upstreamError } from './errors.js';
+import { errorBody, upstreamError, type GatewayError } from './errors.js';
 
 const err = (code: string) => Object.assign(new Error(code), { code });
 
@@ -20,7 +20,7 @@ describe('upstreamError', () => {
 });
 
 describe('errorBody', () => {
-  const error = { status: 503, code: 'BOKEH_UNAVAILABLE', message: 'Bokeh <down>' };
+  const error: GatewayError = { status: 503, code: 'BOKEH_UNAVAILABLE', message: 'Bokeh <down>' };
   const req = (accept?: string) => ({ headers: accept === undefined ? {} : { accept } }) as IncomingMessage;
 
   test('browsers get an HTML page with the message escaped', () => {

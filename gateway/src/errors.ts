@@ -7,12 +7,55 @@ import type { Duplex } from 'node:stream';
 import { STATUS_CODES } from 'node:http';
 import { page, escapeHtml } from './html.js';
 
+/**
+ * Every code the gateway answers with, in the `error` field of its JSON answers. Stable: clients
+ * may branch on them, and README.md's error table lists exactly these (a test checks).
+ */
+export const ERROR_CODES = [
+  // Routes and requests
+  'NOT_FOUND',
+  'UNKNOWN_APP',
+  'BAD_PATH',
+  'METHOD_NOT_ALLOWED',
+  'BODY_NOT_ALLOWED',
+  'UPGRADE_REQUIRED',
+  'BAD_REQUEST',
+  'HEADERS_TOO_LARGE',
+  'REQUEST_TIMEOUT',
+  // Sign-in, sessions and tokens
+  'UNAUTHENTICATED',
+  'AMBIGUOUS_SESSION',
+  'BAD_SESSION_ID',
+  'BAD_TOKEN',
+  'TOKEN_EXPIRED',
+  'TOKEN_NOT_YOURS',
+  // WebSocket upgrades
+  'BAD_HANDSHAKE',
+  'BAD_SUBPROTOCOL',
+  'ORIGIN_NOT_ALLOWED',
+  'SHUTTING_DOWN',
+  // Bokeh behind the gateway
+  'BOKEH_UNAVAILABLE',
+  'BOKEH_BAD_GATEWAY',
+  'BOKEH_TIMEOUT',
+  'BOKEH_REFUSED',
+  // The gateway itself
+  'INTERNAL',
+] as const;
+
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+/**
+ * A refusal: whatever check or failure produced it, sendError turns it into an HTTP answer and
+ * answerOnSocket into a refused WebSocket upgrade.
+ */
 export interface GatewayError {
   status: number;
-  /** Stable machine-readable code, e.g. "BOKEH_UNREACHABLE". */
-  code: string;
+  code: ErrorCode;
   /** One sentence a user can act on. */
   message: string;
+  /** Headers the answer must carry, e.g. Allow on a 405 or WWW-Authenticate on a 401. */
+  headers?: Record<string, string>;
 }
 
 /**
@@ -71,6 +114,7 @@ export function sendError(req: IncomingMessage, res: ServerResponse, error: Gate
   }
   const { type, body } = errorBody(req, error, detailHtml);
   res.writeHead(error.status, {
+    ...error.headers,
     'Content-Type': type,
     'Content-Length': Buffer.byteLength(body),
     'Cache-Control': 'no-store',
@@ -84,7 +128,7 @@ export function sendError(req: IncomingMessage, res: ServerResponse, error: Gate
  * that will not be completed (before the 101 the connection still speaks HTTP) or a request
  * Node's parser refused. Then closes the socket.
  */
-export function answerOnSocket(socket: Duplex, error: GatewayError, headers: Record<string, string> = {}): void {
+export function answerOnSocket(socket: Duplex, error: GatewayError): void {
   if (!socket.writable) {
     socket.destroy();
     return;
@@ -96,7 +140,7 @@ export function answerOnSocket(socket: Duplex, error: GatewayError, headers: Rec
       'Content-Type: application/json; charset=utf-8\r\n' +
       `Content-Length: ${Buffer.byteLength(body)}\r\n` +
       'Cache-Control: no-store\r\n' +
-      Object.entries(headers)
+      Object.entries(error.headers ?? {})
         .map(([name, value]) => `${name}: ${value}\r\n`)
         .join('') +
       '\r\n' +

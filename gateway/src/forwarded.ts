@@ -123,3 +123,19 @@ export function choosePublicOrigin(proto: string, host: string, publicOrigins: r
   // The schema guarantees at least one origin.
   return (match ?? publicOrigins[0]!).origin;
 }
+
+/**
+ * Headers describing the client, recomputed by the gateway: whatever a client sent itself is
+ * replaced, and values from a trusted proxy have already been folded into `view`.
+ */
+export function forwardedHeaders(req: IncomingMessage, view: ClientView): Record<string, string> {
+  const url = new URL(view.origin);
+  return {
+    'x-forwarded-for': view.ip,
+    'x-forwarded-proto': view.proto,
+    'x-forwarded-host': url.host,
+    'x-forwarded-port': url.port || (view.proto === 'https' ? '443' : '80'),
+    'x-real-ip': view.ip,
+    ...(req.headers.host === undefined ? {} : { host: req.headers.host }),
+  };
+}

@@ -1,27 +1,6 @@
 import { randomBytes } from 'node:crypto';
+import { frame } from './frames.fixtures.js';
 import { clientCloseFrame, FrameScanner, isSendableCloseCode, serverCloseFrame, type ScanResult } from './frames.js';
-
-/** Encodes one frame as RFC 6455 section 5.2 lays it out. */
-function frame(
-  opcode: number,
-  payload: Buffer | string,
-  { fin = true, mask = false, rsv = 0, length }: { fin?: boolean; mask?: boolean; rsv?: number; length?: number } = {},
-): Buffer {
-  const body = Buffer.from(payload);
-  const size = length ?? body.length;
-  const head = [((fin ? 0x80 : 0) | (rsv << 4) | opcode) & 0xff];
-  const maskBit = mask ? 0x80 : 0;
-  if (size < 126) head.push(maskBit | size);
-  else if (size < 65536) head.push(maskBit | 126, size >> 8, size & 0xff);
-  else {
-    const big = Buffer.alloc(8);
-    big.writeBigUInt64BE(BigInt(size));
-    head.push(maskBit | 127, ...big);
-  }
-  if (!mask) return Buffer.concat([Buffer.from(head), body]);
-  const key = randomBytes(4);
-  return Buffer.concat([Buffer.from(head), key, Buffer.from(body.map((byte, i) => byte ^ key[i % 4]!))]);
-}
 
 /** Feeds `stream` in `chunks` pieces cut at the given offsets; returns everything forwarded. */
 function feed(scanner: FrameScanner, stream: Buffer, cuts: number[]): { forwarded: Buffer; results: ScanResult[] } {

@@ -5,6 +5,7 @@
  * where one frame ends, which is the only place a close frame of our own may be put in.
  */
 import { randomBytes } from 'node:crypto';
+import { CLOSE } from './ws-constants.js';
 
 /** A rule the stream broke, as the close code and reason the peers get. */
 export interface Violation {
@@ -30,8 +31,8 @@ export function isSendableCloseCode(code: number): boolean {
 
 const OPCODES = new Set([0x0, 0x1, 0x2, 0x8, 0x9, 0xa]);
 const CLOSE_OPCODE = 0x8;
-const PROTOCOL_ERROR = 1002;
-const TOO_BIG = 1009;
+const PROTOCOL_ERROR = CLOSE.protocolError;
+const TOO_BIG = CLOSE.tooBig;
 
 /**
  * Follows the frames of one direction of a WebSocket. `masked` is what RFC 6455 requires of that

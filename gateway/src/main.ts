@@ -21,7 +21,7 @@ const gateway = await startGateway(config, log);
 log.info(
   {
     url: gateway.url,
-    bokeh: config.bokehUrl.origin,
+    bokeh: gateway.upstreams.name,
     prefix: config.bokehPrefix,
     apps: config.apps,
     publicOrigins: config.publicOrigins.map((origin) => origin.origin),

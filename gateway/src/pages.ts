@@ -5,7 +5,8 @@
 import { Router, type Request, type Response } from 'express';
 import type { Config } from './config.js';
 import { CONNECTION_STATUS_PATH, connectionStatusHtml, sendConnectionStatusScript } from './connection-status.js';
-import { embedScript, appPath } from './embed.js';
+import { appPath } from './bokeh-paths.js';
+import { embedScript } from './embed.js';
 import { sendError } from './errors.js';
 import type { ClientView } from './forwarded.js';
 import { page, escapeHtml } from './html.js';

@@ -1,113 +1,40 @@
 /**
- * HTTP reverse proxy for the Bokeh routes that routes.ts lets through: static files, metadata,
- * and the app pages and autoload.js, which get a signed session token on the way (sessions.ts).
- * WebSocket upgrades are not handled here but in websocket.ts, from the server's `upgrade` event.
+ * HTTP reverse proxy for the Bokeh routes that admission.ts lets through: static files,
+ * metadata, and the app pages and autoload.js, which come with a signed session token already
+ * in their URL (`res.locals.sessionId` names that session). WebSocket upgrades are not handled
+ * here but in websocket.ts, from the server's `upgrade` event.
  */
-import { Agent, type AgentOptions, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { NextFunction, Request, Response } from 'express';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Response } from 'express';
 import { createProxyMiddleware, proxyEventsPlugin, type RequestHandler } from 'http-proxy-middleware';
 import type { Logger } from 'pino';
+import { underPrefix } from './bokeh-paths.js';
 import type { Config } from './config.js';
 import { sendError, upstreamError } from './errors.js';
-import type { ClientView } from './forwarded.js';
-import { classifyBokehRequest } from './routes.js';
-import { startSession } from './sessions.js';
+import { forwardedHeaders, type ClientView } from './forwarded.js';
+import type { Upstream, Upstreams } from './upstream.js';
 
-/**
- * One keep-alive pool to Bokeh for the whole gateway: opening a TCP connection per request made
- * proxied requests tens of times slower. No-delay because Bokeh's replies are many small writes.
- */
-export function upstreamAgent(): Agent {
-  // Agents hand socket options such as noDelay on to net.connect; the typings omit them.
-  const options: AgentOptions & { noDelay: boolean } = {
-    keepAlive: true,
-    keepAliveMsecs: 10_000,
-    maxSockets: 256,
-    maxFreeSockets: 32,
-    scheduling: 'lifo',
-    noDelay: true,
-  };
-  return new Agent(options);
-}
-
-/**
- * Headers describing the client, recomputed by the gateway: whatever a client sent itself is
- * replaced, and values from a trusted proxy have already been folded into `view`.
- */
-export function forwardedHeaders(req: IncomingMessage, view: ClientView): Record<string, string> {
-  const url = new URL(view.origin);
-  return {
-    'x-forwarded-for': view.ip,
-    'x-forwarded-proto': view.proto,
-    'x-forwarded-host': url.host,
-    'x-forwarded-port': url.port || (view.proto === 'https' ? '443' : '80'),
-    'x-real-ip': view.ip,
-    ...(req.headers.host === undefined ? {} : { host: req.headers.host }),
-  };
-}
-
-/** Whether a raw request path is the prefix or below it. */
-export function underPrefix(path: string, prefix: string): boolean {
-  return path === prefix || path.startsWith(`${prefix}/`);
-}
-
-/**
- * Runs before the proxy: refuses what Bokeh must not see (routes.ts) and gives requests that
- * create a session their signed token. `res.locals.user` is the signed-in user, set by the
- * authentication step; the route it lets through is left in `res.locals.bokehRoute` for the
- * static file cache (static-cache.ts), which runs next.
- */
-/** Requests whose answer carries a visitor's session token. */
-const minted = new WeakSet<IncomingMessage>();
-
-export function bokehGate(config: Config, view: (req: IncomingMessage) => ClientView) {
-  return (req: Request, res: Response, next: NextFunction): void => {
-    // The raw target, not a parsed URL: parsing would resolve the "../" that must be refused.
-    const path = (req.url ?? '').split('?', 1)[0]!;
-    if (!underPrefix(path, config.bokehPrefix)) return next();
-    const result = classifyBokehRequest(req.method, path, config.bokehPrefix, config.apps);
-    if (!result.ok) {
-      if (result.headers) res.set(result.headers);
-      return sendError(req, res, result.error);
-    }
-    const { route } = result;
-    res.locals.bokehRoute = route;
-    // Bokeh's routes read no bodies; one here is a mistake or an attempt to tie up a connection.
-    const length = req.headers['content-length'];
-    if ((length !== undefined && length !== '0') || req.headers['transfer-encoding'] !== undefined) {
-      res.set('Connection', 'close');
-      return sendError(req, res, { status: 413, code: 'BODY_NOT_ALLOWED', message: 'Bokeh routes take no request body; send the request without one.' });
-    }
-    if (route.kind === 'websocket') {
-      res.set('Upgrade', 'websocket');
-      return sendError(req, res, {
-        status: 426,
-        code: 'UPGRADE_REQUIRED',
-        message: 'This is a Bokeh WebSocket endpoint; connect to it with a WebSocket client.',
-      });
-    }
-    if (route.kind === 'document' || route.kind === 'autoload') {
-      if (req.method === 'OPTIONS') return next();
-      const started = startSession(config, req, forwardedHeaders(req, view(req)), res.locals.user as string | undefined);
-      if (!started.ok) return sendError(req, res, started.error);
-      req.url = started.upstreamUrl;
-      delete req.headers['bokeh-session-id'];
-      minted.add(req);
-    }
-    next();
-  };
-}
+/** The session a request creates (admission.ts); the proxy is mounted in Express, so `res` is Express's. */
+const sessionOf = (res: ServerResponse | undefined): string | undefined => (res as Response | undefined)?.locals.sessionId;
 
 export function httpProxy(
   config: Config,
-  agent: Agent,
+  upstreams: Upstreams,
   view: (req: IncomingMessage) => ClientView,
   log: Logger,
 ): RequestHandler<IncomingMessage, ServerResponse> {
-  const upstream = config.bokehUrl.origin;
+  /** The Bokeh each request went to, for the message when it fails. */
+  const chosen = new WeakMap<IncomingMessage, Upstream>();
   return createProxyMiddleware<IncomingMessage, ServerResponse>({
-    target: upstream,
-    agent,
+    // Asked per request: a request that creates a session goes where that session will live.
+    router: (req, res, options) => {
+      const session = sessionOf(res);
+      const upstream = session === undefined ? upstreams.any() : upstreams.forSession(session);
+      chosen.set(req, upstream);
+      // `options` is this request's own copy of the proxy's options.
+      options.agent = upstream.agent;
+      return upstream.origin;
+    },
     pathFilter: (path) => underPrefix(path.split('?', 1)[0]!, config.bokehPrefix),
     // Bokeh is told the public host through X-Forwarded-Host; the Host header stays as the
     // browser sent it so that Bokeh's own absolute URLs (when it builds any) are public too.
@@ -118,9 +45,9 @@ export function httpProxy(
     ejectPlugins: true,
     plugins: [proxyEventsPlugin],
     on: {
-      proxyRes: (proxyRes, req) => {
+      proxyRes: (proxyRes, _req, res) => {
         // The answer embeds this visitor's token: no cache may keep it or hand it to another.
-        if (minted.has(req)) proxyRes.headers['cache-control'] = 'no-store';
+        if (sessionOf(res) !== undefined) proxyRes.headers['cache-control'] = 'no-store';
       },
       proxyReq: (proxyReq, req) => {
         for (const [name, value] of Object.entries(forwardedHeaders(req, view(req)))) proxyReq.setHeader(name, value);
@@ -131,7 +58,7 @@ export function httpProxy(
         });
       },
       error: (err, req, res) => {
-        const error = upstreamError(err as NodeJS.ErrnoException, upstream);
+        const error = upstreamError(err as NodeJS.ErrnoException, (chosen.get(req) ?? upstreams.any()).origin);
         log.warn({ err: { message: err.message, code: (err as NodeJS.ErrnoException).code }, url: req.url, status: error.status }, 'bokeh request failed');
         if ('writeHead' in res) sendError(req, res, error);
         else res.destroy();

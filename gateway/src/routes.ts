@@ -4,7 +4,7 @@
  * refused here with a reason, before Bokeh sees it: apps not listed, Bokeh's own index, paths
  * that try to climb out of a folder, and methods Bokeh never uses.
  */
-import type { GatewayError } from './errors.js';
+import type { ErrorCode, GatewayError } from './errors.js';
 
 export type BokehRoute =
   /** Bokeh's own page for an app, which creates a session. */
@@ -16,14 +16,14 @@ export type BokehRoute =
   /** An app's own static/ folder, or Bokeh's static files (app undefined). */
   | { kind: 'static'; app: string | undefined };
 
-export type RouteResult = { ok: true; route: BokehRoute } | { ok: false; error: GatewayError; headers?: Record<string, string> };
+export type RouteResult = { ok: true; route: BokehRoute } | { ok: false; error: GatewayError };
 
 const READ_METHODS = new Set(['GET', 'HEAD']);
 /** Bokeh's autoload handler answers CORS preflights, so embedding pages on other origins can use it. */
 const AUTOLOAD_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 
-function refuse(status: number, code: string, message: string, headers?: Record<string, string>): RouteResult {
-  return { ok: false, error: { status, code, message }, ...(headers ? { headers } : {}) };
+function refuse(status: number, code: ErrorCode, message: string, headers?: Record<string, string>): RouteResult {
+  return { ok: false, error: { status, code, message, ...(headers ? { headers } : {}) } };
 }
 
 /**

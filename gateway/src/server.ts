@@ -9,15 +9,18 @@ import type { Duplex } from 'node:stream';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Logger } from 'pino';
 import { pinoHttp } from 'pino-http';
+import { admissionPipeline, httpAdmission } from './admission.js';
 import { createAuthenticator } from './auth.js';
 import type { Config } from './config.js';
 import { answerOnSocket, sendError } from './errors.js';
 import { clientView, ProxyTrust } from './forwarded.js';
 import { healthRouter } from './health.js';
 import { pagesRouter } from './pages.js';
-import { bokehGate, httpProxy, upstreamAgent } from './proxy.js';
+import { httpProxy } from './proxy.js';
 import { staticCache } from './static-cache.js';
-import { CLOSE, webSocketRelay } from './websocket.js';
+import { createUpstreams, type Upstreams } from './upstream.js';
+import { webSocketRelay } from './websocket.js';
+import { CLOSE } from './ws-constants.js';
 
 /**
  * Idle keep-alive connections stay open longer than the 60 s that load balancers commonly use,
@@ -40,6 +43,8 @@ export interface GatewayServer {
   readonly server: Server;
   /** The URL the gateway listens on, e.g. http://127.0.0.1:8000. */
   readonly url: string;
+  /** The Bokeh servers it talks to. */
+  readonly upstreams: Upstreams;
   /** Stops accepting, closes WebSockets with 1001, lets requests finish within the bound. */
   close(): Promise<void>;
 }
@@ -57,8 +62,10 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
     return cached;
   };
 
-  const agent = upstreamAgent();
-  const relay = webSocketRelay(config, view, auth, log);
+  const upstreams = createUpstreams(config);
+  // The relay is made next; the check runs per upgrade, long after.
+  const admission = admissionPipeline({ config, auth, view, shuttingDown: () => relay.shuttingDown });
+  const relay = webSocketRelay(config, upstreams, admission, log);
   const app = express();
   app.disable('x-powered-by');
   app.set('query parser', 'simple');
@@ -82,20 +89,10 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
       customLogLevel: (_req, res, err) => (err || res.statusCode >= 500 ? 'warn' : 'info'),
     }),
   );
-  app.use(healthRouter(config, agent, () => ({ openWebSockets: relay.openSessions })));
-  app.use((req: Request, res: Response, next: NextFunction) => {
-    auth.authenticate(req, view(req)).then((result) => {
-      if (result.ok) {
-        res.locals.user = result.user;
-        return next();
-      }
-      if (result.headers) res.set(result.headers);
-      sendError(req, res, result.error);
-    }, next);
-  });
-  app.use(bokehGate(config, view));
-  if (config.staticCacheBytes > 0) app.use(staticCache(config, agent, log));
-  app.use(httpProxy(config, agent, view, log));
+  app.use(healthRouter(config, upstreams, () => ({ openWebSockets: relay.openSessions })));
+  app.use(httpAdmission(admission));
+  if (config.staticCacheBytes > 0) app.use(staticCache(config, upstreams, log));
+  app.use(httpProxy(config, upstreams, view, log));
   app.use(pagesRouter(config, view));
   app.use((req: Request, res: Response) => {
     sendError(req, res, { status: 404, code: 'NOT_FOUND', message: `Nothing here. Apps are at /apps/<name> and Bokeh itself under ${config.bokehPrefix}/.` });
@@ -169,10 +166,10 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
       const timer = setTimeout(() => server.closeAllConnections(), left);
       await stopped;
       clearTimeout(timer);
-      agent.destroy();
+      upstreams.close();
     })();
     return closing;
   };
 
-  return { server, url, close };
+  return { server, url, upstreams, close };
 }

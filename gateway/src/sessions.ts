@@ -14,7 +14,7 @@
 import type { IncomingMessage } from 'node:http';
 import { parse as parseCookies } from 'cookie';
 import type { Config } from './config.js';
-import type { GatewayError } from './errors.js';
+import type { ErrorCode, GatewayError } from './errors.js';
 import { checkSessionIdSignature, generateSessionId, generateToken, verifyToken, type Payload } from './tokens.js';
 
 /** Headers never copied into a token: credentials, and hop-by-hop ones that describe our hop. */
@@ -60,9 +60,10 @@ export function requestPayload(req: IncomingMessage, url: URL, forwarded: Record
   return { headers, cookies, arguments: args, user: user ?? null };
 }
 
-export type SessionStart = { ok: true; upstreamUrl: string } | { ok: false; error: GatewayError };
+/** A session may start: what to ask Bokeh for, and the id of the session it will open. */
+export type SessionStart = { ok: true; upstreamUrl: string; sessionId: string } | { ok: false; error: GatewayError };
 
-const refused = (status: number, code: string, message: string): SessionStart => ({ ok: false, error: { status, code, message } });
+const refused = (status: number, code: ErrorCode, message: string): SessionStart => ({ ok: false, error: { status, code, message } });
 
 /**
  * The URL to request from Bokeh for a request that creates a session: the client's own URL with
@@ -79,10 +80,10 @@ export function startSession(config: Config, req: IncomingMessage, forwarded: Re
   }
 
   if (tokens.length === 1) {
-    const refusal = tokenRefusal(config, tokens[0]!, user);
-    if (refusal !== undefined) return { ok: false, error: refusal };
+    const checked = checkToken(config, tokens[0]!, user);
+    if (!checked.ok) return checked;
     // A valid token from elsewhere (another service holding the key) goes to Bokeh unchanged.
-    return { ok: true, upstreamUrl: url.pathname + url.search };
+    return { ok: true, upstreamUrl: url.pathname + url.search, sessionId: checked.sessionId };
   }
 
   let sessionId: string;
@@ -101,33 +102,42 @@ export function startSession(config: Config, req: IncomingMessage, forwarded: Re
     extraPayload: requestPayload(req, url, forwarded, user),
   });
   url.searchParams.append('bokeh-token', token);
-  return { ok: true, upstreamUrl: url.pathname + url.search };
+  return { ok: true, upstreamUrl: url.pathname + url.search, sessionId };
 }
 
+/** A token that may open its session, with the session's id, or why it may not. */
+export type TokenAdmission = { ok: true; sessionId: string } | { ok: false; error: GatewayError };
+
 /**
- * Why a token may not open a session, or undefined when it may: what Bokeh checks (format,
- * signatures, expiry) and, with authentication on, that it was issued to the same user.
+ * Whether a token may open a session: what Bokeh checks (format, signatures, expiry) and, with
+ * authentication on, that it was issued to the same user.
  */
-function tokenRefusal(config: Config, token: string, user: string | undefined): GatewayError | undefined {
+function checkToken(config: Config, token: string, user: string | undefined): TokenAdmission {
   const check = verifyToken(token, config.secretKey);
-  if (!check.ok) return { status: 403, code: check.problem === 'expired' ? 'TOKEN_EXPIRED' : 'BAD_TOKEN', message: check.message };
-  if (config.authMode === 'none') return undefined;
+  if (!check.ok) return { ok: false, error: { status: 403, code: check.problem === 'expired' ? 'TOKEN_EXPIRED' : 'BAD_TOKEN', message: check.message } };
+  if (config.authMode === 'none') return { ok: true, sessionId: check.sessionId };
   const owner = typeof check.payload.user === 'string' ? check.payload.user : undefined;
-  if (owner === user) return undefined;
-  return { status: 403, code: 'TOKEN_NOT_YOURS', message: 'The session token was issued to another user; reload the page to start your own session.' };
+  if (owner === user) return { ok: true, sessionId: check.sessionId };
+  return {
+    ok: false,
+    error: { status: 403, code: 'TOKEN_NOT_YOURS', message: 'The session token was issued to another user; reload the page to start your own session.' },
+  };
 }
 
 /**
  * BokehJS opens `new WebSocket(url, ["bokeh", token])`: exactly those two subprotocols, and a
- * token that Bokeh will accept. Returns why the upgrade is refused, or undefined.
+ * token that Bokeh will accept. Returns the session the socket joins, or why it is refused.
  */
-export function socketRefusal(config: Config, offered: readonly string[], user: string | undefined): GatewayError | undefined {
+export function admitSocket(config: Config, offered: readonly string[], user: string | undefined): TokenAdmission {
   if (offered.length !== 2 || offered[0] !== 'bokeh') {
     return {
-      status: 400,
-      code: 'BAD_SUBPROTOCOL',
-      message: 'A Bokeh WebSocket offers exactly two subprotocols, "bokeh" and then the session token (Sec-WebSocket-Protocol: bokeh, <token>).',
+      ok: false,
+      error: {
+        status: 400,
+        code: 'BAD_SUBPROTOCOL',
+        message: 'A Bokeh WebSocket offers exactly two subprotocols, "bokeh" and then the session token (Sec-WebSocket-Protocol: bokeh, <token>).',
+      },
     };
   }
-  return tokenRefusal(config, offered[1]!, user);
+  return checkToken(config, offered[1]!, user);
 }

@@ -11,13 +11,13 @@
  * large) and any failure to reach Bokeh goes on to the proxy, so those answers and errors are
  * exactly the proxy's.
  */
-import { request, type Agent, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
+import type { IncomingMessage, OutgoingHttpHeaders } from 'node:http';
 import type { NextFunction, Request, Response } from 'express';
 import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
 import type { Config } from './config.js';
 import { sendError, upstreamError } from './errors.js';
-import type { BokehRoute } from './routes.js';
+import type { Upstream, Upstreams } from './upstream.js';
 
 /**
  * Largest file kept. BokehJS's largest file (bokeh-mathjax.min.js, Bokeh 3.9) is 1.8 MB; the cap
@@ -48,7 +48,7 @@ interface Entry {
 }
 
 /** A fetch for the cache: an entry, a reason to leave the request to the proxy, or a timeout. */
-type Fetched = { entry: Entry } | { passOn: string } | { timeout: NodeJS.ErrnoException };
+type Fetched = { entry: Entry } | { passOn: string } | { timeout: NodeJS.ErrnoException; upstream: string };
 
 /** The cache key for a request the cache may answer, or undefined to pass it on. */
 export function versionedKey(url: string): string | undefined {
@@ -89,9 +89,10 @@ function answer(req: IncomingMessage, res: Response, entry: Entry, state: CacheS
 
 /**
  * Express middleware, mounted after bokehGate (which refuses bad paths and puts the route on
- * `res.locals.bokehRoute`) and before the proxy. `agent` is the proxy's keep-alive pool.
+ * `res.locals.bokehRoute`) and before the proxy. Fetches use the upstreams' keep-alive pools,
+ * as the proxy does.
  */
-export function staticCache(config: Config, agent: Agent, log: Logger) {
+export function staticCache(config: Config, upstreams: Upstreams, log: Logger) {
   const maxEntryBytes = Math.min(MAX_ENTRY_BYTES, config.staticCacheBytes);
   const cache = new LRUCache<string, Entry>({
     max: MAX_ENTRIES,
@@ -102,10 +103,9 @@ export function staticCache(config: Config, agent: Agent, log: Logger) {
   /** Fetches under way, so that concurrent misses for one URL make one request to Bokeh. */
   const pending = new Map<string, Promise<Fetched>>();
 
-  const fetchEntry = (key: string): Promise<Fetched> =>
+  const fetchEntry = (key: string, from: Upstream): Promise<Fetched> =>
     new Promise((resolve) => {
-      const upstream = request(new URL(key, config.bokehUrl), {
-        agent,
+      const upstream = from.request(key, {
         // No conditional or range headers: the cache wants the whole file. Identity, so the
         // body fits every client (Bokeh does not compress anyway).
         headers: { 'accept-encoding': 'identity' },
@@ -115,7 +115,7 @@ export function staticCache(config: Config, agent: Agent, log: Logger) {
         upstream.destroy(Object.assign(new Error(`no answer within ${config.upstreamTimeoutMs} ms`), { code: 'ETIMEDOUT' }));
       });
       upstream.on('error', (err: NodeJS.ErrnoException) => {
-        resolve(err.code === 'ETIMEDOUT' ? { timeout: err } : { passOn: `Bokeh request failed (${err.code ?? err.message})` });
+        resolve(err.code === 'ETIMEDOUT' ? { timeout: err, upstream: from.origin } : { passOn: `Bokeh request failed (${err.code ?? err.message})` });
       });
       upstream.on('response', (res) => {
         const declared = res.headers['content-length'] === undefined ? undefined : Number(res.headers['content-length']);
@@ -174,7 +174,7 @@ export function staticCache(config: Config, agent: Agent, log: Logger) {
     });
 
   return (req: Request, res: Response, next: NextFunction): void => {
-    const route = res.locals.bokehRoute as BokehRoute | undefined;
+    const route = res.locals.bokehRoute;
     if (route?.kind !== 'static' || (req.method !== 'GET' && req.method !== 'HEAD')) return next();
     const key = versionedKey(req.url);
     // Range requests are rare for scripts; Bokeh answers them with 206 through the proxy.
@@ -187,7 +187,7 @@ export function staticCache(config: Config, agent: Agent, log: Logger) {
 
     let fetching = pending.get(key);
     if (fetching === undefined) {
-      fetching = fetchEntry(key).then((fetched) => {
+      fetching = fetchEntry(key, upstreams.any()).then((fetched) => {
         pending.delete(key);
         if ('entry' in fetched) {
           cache.set(key, fetched.entry);
@@ -204,7 +204,7 @@ export function staticCache(config: Config, agent: Agent, log: Logger) {
         if ('entry' in fetched) return answer(req, res, fetched.entry, 'MISS');
         if ('timeout' in fetched) {
           // Asking again through the proxy would make the visitor wait a second timeout.
-          const error = upstreamError(fetched.timeout, config.bokehUrl.origin);
+          const error = upstreamError(fetched.timeout, fetched.upstream);
           log.warn({ err: { message: fetched.timeout.message, code: fetched.timeout.code }, url: req.url, status: error.status }, 'bokeh request failed');
           return sendError(req, res, error);
         }

@@ -1,49 +1,31 @@
 /**
- * Bokeh's WebSocket (`<prefix>/<app>/ws`). The gateway checks the upgrade (route, handshake,
- * Origin, sign-in, token), opens Bokeh's side first and completes the browser's handshake only
- * when Bokeh has accepted, so a refusal from Bokeh reaches the browser as an HTTP status rather
- * than a socket that opens and closes at once.
+ * Bokeh's WebSocket (`<prefix>/<app>/ws`): the HTTP server's `upgrade` listener. An upgrade goes
+ * through the admission checks (admission.ts: route, handshake, Origin, shutdown, sign-in,
+ * token), then Bokeh's side is opened (ws-upstream.ts), and only when Bokeh has accepted is the
+ * browser's handshake completed and the pair of sockets relayed (ws-pair.ts), kept in the
+ * registry (ws-registry.ts) until it closes.
  *
- * After the handshake the relay passes frames through unchanged, reading only their headers
- * (frames.ts): no message is reassembled, unmasked or copied, which keeps the relay as cheap as
- * NGINX's. The headers are enough for what the gateway promises: frames are well formed, no
- * message exceeds WS_MAX_MESSAGE_BYTES, silent browsers are closed, and on shutdown every session
- * gets a close frame with 1001. Bokeh's choices pass through as they are: the subprotocols
- * ("bokeh" plus the session token), each frame's type and order (a buffer is a text header frame
- * followed by a binary frame), pings and pongs, and close codes.
+ * Bokeh's choices pass through as they are: the subprotocols ("bokeh" plus the session token),
+ * each frame's type and order (a buffer is a text header frame followed by a binary frame),
+ * pings and pongs, and close codes. On shutdown every session gets a close frame with 1001.
+ *
+ * Memory: an open session must keep no part of its upgrade request. Everything the pair and its
+ * sockets' listeners can reach is made here, once per relay, or inside ws-pair.ts; nothing is
+ * made inside a function that has the request in scope.
  */
-import { createHash } from 'node:crypto';
-import { request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
-import { request as httpsRequest } from 'node:https';
-import type { Socket } from 'node:net';
+import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
-import type { Authenticator } from './auth.js';
+import type { AdmissionPipeline } from './admission.js';
 import type { Config } from './config.js';
-import { answerOnSocket, upstreamError, type GatewayError } from './errors.js';
-import type { ClientView } from './forwarded.js';
-import { clientCloseFrame, FrameScanner, serverCloseFrame, type ScanResult } from './frames.js';
-import { forwardedHeaders, underPrefix } from './proxy.js';
-import { classifyBokehRequest } from './routes.js';
-import { socketRefusal } from './sessions.js';
-
-/** Close codes of our own, chosen from RFC 6455 and the IANA registry. */
-export const CLOSE = {
-  /** Gateway shutting down, or the browser went silent: reconnect later. */
-  goingAway: 1001,
-  /** Bokeh's side dropped without a close frame (restart, crash, network). */
-  bokehLost: 1014,
-} as const;
-
-/**
- * How much may wait for a slow reader before the relay stops reading from the other side. Not
- * the socket's 16 KiB high-water mark: a single 64 KiB read is over that, and pausing after each
- * one halved the rate of large messages.
- */
-const BEHIND_BYTES = 1024 * 1024;
-/** After its close frame, how long a peer gets to close the connection before it is cut. */
-const CLOSE_GRACE_MS = 5_000;
-const ACCEPT_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
+import { answerOnSocket, type GatewayError } from './errors.js';
+import { clientCloseFrame } from './frames.js';
+import type { Upstreams } from './upstream.js';
+import { CLOSE } from './ws-constants.js';
+import { destroyOnError, switchingProtocols } from './ws-handshake.js';
+import { RelayPair } from './ws-pair.js';
+import { RelayRegistry } from './ws-registry.js';
+import { openBokehSide, type BokehSideEvents } from './ws-upstream.js';
 
 export interface WebSocketRelay {
   /** The HTTP server's `upgrade` listener. */
@@ -51,422 +33,70 @@ export interface WebSocketRelay {
   /** Refuse new sessions and close open ones with `code`; resolves when all are closed. */
   closeAll(code: number, reason: string, timeoutMs: number): Promise<void>;
   readonly openSessions: number;
+  /** Whether closeAll was called: new sessions are refused from then on. */
+  readonly shuttingDown: boolean;
 }
 
-/** RFC 6455 section 4.2.1: what a valid opening handshake must carry. */
-function handshakeProblem(req: IncomingMessage): string | undefined {
-  if (req.method !== 'GET') return `WebSocket handshakes use GET, not ${req.method}`;
-  if (req.headers.upgrade?.toLowerCase() !== 'websocket') return 'the Upgrade header must be "websocket"';
-  const key = req.headers['sec-websocket-key'];
-  if (typeof key !== 'string' || !/^[+/0-9A-Za-z]{22}==$/.test(key)) return 'Sec-WebSocket-Key is missing or malformed';
-  if (req.headers['sec-websocket-version'] !== '13') return 'Sec-WebSocket-Version must be 13';
-  return undefined;
-}
+export function webSocketRelay(config: Config, upstreams: Upstreams, admission: AdmissionPipeline, log: Logger): WebSocketRelay {
+  const registry = new RelayRegistry(config.wsIdleTimeoutMs, log);
 
-export function acceptKey(key: string): string {
-  return createHash('sha1')
-    .update(key + ACCEPT_GUID)
-    .digest('base64');
-}
-
-/** The Origin header as an origin ("https://host[:port]"), or undefined when it is not one. */
-function originOf(header: string): string | undefined {
-  try {
-    const url = new URL(header);
-    return url.origin === 'null' ? undefined : url.origin;
-  } catch {
-    return undefined;
-  }
-}
-
-function subprotocols(req: IncomingMessage): string[] {
-  return (req.headers['sec-websocket-protocol'] ?? '')
-    .split(',')
-    .map((item) => item.trim())
-    .filter(Boolean);
-}
-
-type Side = 'browser' | 'bokeh';
-
-/**
- * A reset must never become an uncaught exception. A module-level function, so the listener's
- * scope holds the socket alone and not the request being handled when it was added.
- */
-function destroyOnError(stream: Duplex): void {
-  stream.on('error', () => stream.destroy());
-}
-
-/** One direction of a session: frames read from `from`, scanned, written to `to`. */
-interface Direction {
-  from: Duplex;
-  to: Duplex;
-  scanner: FrameScanner;
-  /** Who reads what this direction writes. */
-  toSide: Side;
-  /** A close frame went to `to` (passed on or our own): nothing else may follow it. */
-  closeSent: boolean;
-  /** `to` is ended or destroyed. */
-  done: boolean;
-}
-
-/** A relayed session: the browser's socket, Bokeh's socket, and the frames between them. */
-class Session {
-  private readonly up: Direction;
-  private readonly down: Direction;
-  private readonly opened = Date.now();
-  /** The first close frame seen, and whose it was. */
-  private closeCode: number | undefined;
-  private closedBy: Side | 'gateway' | undefined;
-  /** The close frame we still owe each side once its direction reaches a frame boundary. */
-  private owed: { browser?: Buffer; bokeh?: Buffer } = {};
-  private graceTimer: NodeJS.Timeout | undefined;
-  private ended = false;
-  /** Set by traffic from the browser; the idle sweep clears it. */
-  active = true;
-  idleSince = Date.now();
-  readonly finished: Promise<void>;
-  private finish!: () => void;
-
-  constructor(
-    readonly browser: Duplex,
-    readonly bokeh: Socket,
-    maxMessageBytes: number,
-    readonly meta: Record<string, unknown>,
-    private readonly log: Logger,
-    onEnd: (session: Session) => void,
-  ) {
-    this.finished = new Promise((resolve) => (this.finish = resolve));
-    this.up = { from: browser, to: bokeh, scanner: new FrameScanner(true, maxMessageBytes), toSide: 'bokeh', closeSent: false, done: false };
-    this.down = { from: bokeh, to: browser, scanner: new FrameScanner(false, maxMessageBytes), toSide: 'browser', closeSent: false, done: false };
-    for (const dir of [this.up, this.down]) {
-      const opposite = dir === this.up ? this.down : this.up;
-      dir.from.on('data', (chunk: Buffer) => {
-        if (dir === this.up) this.active = true;
-        this.deliver(dir, dir.scanner.scan(chunk));
-      });
-      dir.from.on('end', () => this.sourceEnded(dir));
-      dir.from.on('close', () => {
-        this.sourceEnded(dir);
-        // Nothing can be written to a closed socket any more.
-        opposite.done = true;
-        if (this.browser.destroyed && this.bokeh.destroyed && !this.ended) {
-          this.ended = true;
-          clearTimeout(this.graceTimer);
-          onEnd(this);
-          log.info({ ...meta, code: this.closeCode, by: this.closedBy, durationMs: Date.now() - this.opened }, 'websocket closed');
-          this.finish();
-        }
-      });
-    }
-    browser.on('error', (err) => log.info({ ...meta, err: err.message }, 'websocket browser error'));
-    bokeh.on('error', (err) => log.warn({ ...meta, err: err.message }, 'websocket bokeh error'));
-  }
-
-  /** Starts relaying, with whatever either side sent right after its handshake. */
-  start(browserHead: Buffer, bokehHead: Buffer): void {
-    if (bokehHead.length > 0) this.deliver(this.down, this.down.scanner.scan(bokehHead));
-    if (browserHead.length > 0) this.deliver(this.up, this.up.scanner.scan(browserHead));
-  }
-
-  private deliver(dir: Direction, result: ScanResult): void {
-    if (result.forward !== undefined && !dir.done) {
-      dir.to.write(result.forward);
-      if (dir.to.writableLength > BEHIND_BYTES && !dir.from.isPaused()) {
-        // The reader is behind: stop reading from the writer until it has caught up.
-        dir.from.pause();
-        dir.to.once('drain', () => dir.from.resume());
-      }
-    }
-    if (result.closed !== undefined) {
-      dir.closeSent = true;
-      this.noteClose(result.closed.code, dir === this.up ? 'browser' : 'bokeh');
-    }
-    if (result.held) this.payOwed(dir);
-    if (result.violation !== undefined) {
-      const { code, reason } = result.violation;
-      const sender = dir === this.up ? 'browser' : 'bokeh';
-      this.log.info({ ...this.meta, code, reason, sender }, 'websocket protocol violation');
-      this.close(code, sender === 'browser' ? reason : `Bokeh sent a frame the gateway refuses: ${reason}`);
-    }
-  }
-
-  private noteClose(code: number | undefined, by: Side | 'gateway'): void {
-    if (this.closedBy !== undefined) return;
-    this.closeCode = code;
-    this.closedBy = by;
-  }
-
-  /** Sends both sides a close frame of our own (each at its next frame boundary) and ends. */
-  close(code: number, reason: string): void {
-    this.noteClose(code, 'gateway');
-    this.owe(this.down, serverCloseFrame(code, reason));
-    this.owe(this.up, clientCloseFrame(code, reason));
-    this.cutLater();
-  }
-
-  private owe(dir: Direction, frame: Buffer): void {
-    if (dir.closeSent || dir.done) return;
-    this.owed[dir.toSide] = frame;
-    if (dir.scanner.hold()) this.payOwed(dir);
-  }
-
-  private payOwed(dir: Direction): void {
-    const frame = this.owed[dir.toSide];
-    if (frame === undefined || dir.done) return;
-    this.owed[dir.toSide] = undefined;
-    dir.closeSent = true;
-    dir.done = true;
-    dir.to.end(frame);
-  }
-
-  /**
-   * The side `dir` reads from stopped sending, so `dir`'s reader is finished with too. After a
-   * proper close frame that is the end of the close handshake; a side that just dropped is
-   * reported to the other with a close frame of our own.
-   */
-  private sourceEnded(dir: Direction): void {
-    if (dir.done) return;
-    dir.done = true;
-    const bokehLost = dir === this.down;
-    if (!dir.closeSent && dir.scanner.hold()) {
-      dir.closeSent = true;
-      dir.to.write(
-        bokehLost
-          ? serverCloseFrame(CLOSE.bokehLost, 'Lost connection to the Bokeh server; reload the page')
-          : clientCloseFrame(CLOSE.goingAway, 'browser went away'),
-      );
-      this.noteClose(bokehLost ? CLOSE.bokehLost : 1006, bokehLost ? 'bokeh' : 'browser');
-    }
-    // Mid-frame there is no clean way out: that frame can never be finished.
-    if (dir.closeSent) dir.to.end();
-    else dir.to.destroy();
-    this.cutLater();
-  }
-
-  /** Gives the peers CLOSE_GRACE_MS to finish closing, then cuts both connections. */
-  private cutLater(): void {
-    this.graceTimer ??= setTimeout(() => this.destroy(), CLOSE_GRACE_MS).unref();
-  }
-
-  destroy(): void {
-    this.browser.destroy();
-    this.bokeh.destroy();
-  }
-}
-
-export function webSocketRelay(config: Config, view: (req: IncomingMessage) => ClientView, auth: Authenticator, log: Logger): WebSocketRelay {
-  const allowedOrigins = new Set(config.publicOrigins.map((origin) => origin.origin));
-  const sessions = new Set<Session>();
-  const send = config.bokehUrl.protocol === 'https:' ? httpsRequest : httpRequest;
-  let accepting = true;
-
-  // A browser answers Bokeh's keep-alive pings, so silence means it is gone (or never was one).
-  // One sweep for all sessions costs less than a timer reset on every frame.
-  if (config.wsIdleTimeoutMs > 0) {
-    const every = Math.min(1_000, config.wsIdleTimeoutMs / 10);
-    setInterval(() => {
-      const now = Date.now();
-      for (const session of sessions) {
-        if (session.active) {
-          session.active = false;
-          session.idleSince = now;
-        } else if (now - session.idleSince >= config.wsIdleTimeoutMs) {
-          session.idleSince = Infinity;
-          log.info({ ...session.meta, idleMs: config.wsIdleTimeoutMs }, 'websocket idle, closing');
-          session.close(CLOSE.goingAway, `No traffic for ${Math.round(config.wsIdleTimeoutMs / 1000)} s; reload the page`);
-        }
-      }
-    }, every).unref();
-  }
-
-  function refuse(socket: Duplex, error: GatewayError, meta: Record<string, unknown>, headers?: Record<string, string>): void {
+  function refuse(socket: Duplex, error: GatewayError, meta: Record<string, unknown>): void {
     log.info({ ...meta, status: error.status, error: error.code }, 'websocket refused');
-    answerOnSocket(socket, error, headers);
+    answerOnSocket(socket, error);
   }
+
+  const bokehSide: BokehSideEvents = {
+    refused: refuse,
+    opened(browser, browserHead, bokeh, bokehHead, { accept, protocol }, handshakeMeta) {
+      if (!browser.writable) {
+        bokeh.end(clientCloseFrame(CLOSE.goingAway, 'browser went away'));
+        return;
+      }
+      bokeh.setNoDelay(true);
+      browser.write(switchingProtocols(accept, protocol));
+      const meta = { ...handshakeMeta, protocol };
+      const pair = new RelayPair(browser, bokeh, config.wsMaxMessageBytes, meta, log, registry.forget);
+      registry.add(pair);
+      log.info(meta, 'websocket opened');
+      pair.start(browserHead, bokehHead);
+    },
+  };
 
   function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     // A reset from the client must never become an uncaught exception.
     destroyOnError(socket);
-    // The raw target: a parsed URL would already have resolved "../" segments.
-    const [path = '', query] = (req.url ?? '').split(/\?(.*)/s, 2);
-    const v = view(req);
-    const meta = { path: path.slice(0, 200), ip: v.ip };
-    const notHere: GatewayError = { status: 404, code: 'NOT_FOUND', message: `WebSocket connections are served only at ${config.bokehPrefix}/<app>/ws.` };
-    if (!underPrefix(path, config.bokehPrefix)) return refuse(socket, notHere, meta);
-    const route = classifyBokehRequest('GET', path, config.bokehPrefix, config.apps);
-    if (!route.ok) return refuse(socket, route.error, meta);
-    if (route.route.kind !== 'websocket') return refuse(socket, notHere, meta);
-    const app = route.route.app;
-
-    const problem = handshakeProblem(req);
-    if (problem !== undefined) {
-      return refuse(socket, { status: 400, code: 'BAD_HANDSHAKE', message: `Invalid WebSocket handshake: ${problem}.` }, meta);
-    }
-    // Browsers always send Origin; other clients may leave it out (and could write any value).
-    const origin = req.headers.origin;
-    if (origin !== undefined && !allowedOrigins.has(originOf(origin) ?? '')) {
-      return refuse(
-        socket,
-        {
-          status: 403,
-          code: 'ORIGIN_NOT_ALLOWED',
-          message: `WebSocket connections from ${origin.slice(0, 200)} are not allowed. If users open your pages there, add that origin to PUBLIC_ORIGINS.`,
-        },
-        meta,
-      );
-    }
-    if (!accepting) {
-      return refuse(socket, { status: 503, code: 'SHUTTING_DOWN', message: 'The gateway is shutting down; reconnect in a moment.' }, meta);
-    }
-    auth.authenticate(req, v).then(
+    admission.admit('upgrade', req).then(
       (result) => {
-        if (!result.ok) return refuse(socket, result.error, meta, result.headers);
-        const offered = subprotocols(req);
-        const refusal = socketRefusal(config, offered, result.user);
-        if (refusal !== undefined) return refuse(socket, refusal, meta);
-        connect(req, socket, head, v, offered, `${path}${query === undefined ? '' : `?${query}`}`, { ...meta, app, user: result.user });
+        const { path, query, view, route, user, sessionId, offered } = result.candidate;
+        const meta = { path: path.slice(0, 200), ip: view.ip };
+        if (!result.ok) return refuse(socket, result.error, meta);
+        // Admitted upgrades have passed the route and session checks, which set these.
+        const pathAndQuery = `${path}${query === undefined ? '' : `?${query}`}`;
+        openBokehSide(
+          req,
+          socket,
+          head,
+          view,
+          upstreams.forSession(sessionId!),
+          offered!,
+          pathAndQuery,
+          config.upstreamTimeoutMs,
+          { ...meta, app: route!.app, user },
+          bokehSide,
+        );
       },
       () => socket.destroy(),
     );
   }
 
-  const forget = (session: Session) => sessions.delete(session);
-
-  /**
-   * Defined here rather than inside connect(): a closure keeps its whole scope chain alive, and
-   * connect's scope holds the upgrade request, which no session needs.
-   */
-  function relay(browser: Duplex, bokeh: Socket, browserHead: Buffer, bokehHead: Buffer, meta: Record<string, unknown>): void {
-    const session = new Session(browser, bokeh, config.wsMaxMessageBytes, meta, log, forget);
-    sessions.add(session);
-    log.info(meta, 'websocket opened');
-    session.start(browserHead, bokehHead);
-  }
-
-  /** Bokeh's side of the handshake, with the browser's key and subprotocols. */
-  function connect(
-    req: IncomingMessage,
-    socket: Duplex,
-    head: Buffer,
-    v: ClientView,
-    offered: string[],
-    pathAndQuery: string,
-    meta: Record<string, unknown>,
-  ): void {
-    const key = req.headers['sec-websocket-key']!;
-    const headers: Record<string, string> = {
-      ...forwardedHeaders(req, v),
-      host: config.bokehUrl.host,
-      connection: 'Upgrade',
-      upgrade: 'websocket',
-      'sec-websocket-version': '13',
-      'sec-websocket-key': key,
-      'sec-websocket-protocol': offered.join(', '),
-    };
-    for (const name of ['origin', 'cookie', 'user-agent'] as const) {
-      const value = req.headers[name];
-      if (typeof value === 'string') headers[name] = value;
-    }
-
-    let answered = false;
-    const upstream: ClientRequest = send(new URL(pathAndQuery, config.bokehUrl), { method: 'GET', headers, agent: false });
-    // Until the relay owns the browser's socket, losing that socket must release Bokeh's.
-    const releaseUpstream = () => upstream.destroy();
-    socket.once('close', releaseUpstream);
-    const fail = (error: GatewayError) => {
-      if (answered) return;
-      answered = true;
-      socket.off('close', releaseUpstream);
-      refuse(socket, error, meta);
-      upstream.destroy();
-    };
-
-    // A timer of our own: ClientRequest.setTimeout leaves a listener on the socket that would keep
-    // this request, and the browser's with it, alive for the whole session.
-    const timer = setTimeout(() => {
-      upstream.destroy(Object.assign(new Error(`no answer within ${config.upstreamTimeoutMs} ms`), { code: 'ETIMEDOUT' }));
-    }, config.upstreamTimeoutMs);
-    upstream.once('close', () => clearTimeout(timer));
-    upstream.on('error', (err: NodeJS.ErrnoException) => fail(upstreamError(err, config.bokehUrl.origin)));
-    upstream.on('response', (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (chunk: string) => {
-        if (body.length < 2048) body += chunk;
-      });
-      res.on('end', () => {
-        const detail =
-          body
-            .replace(/<[^>]*>/g, ' ')
-            .replace(/\s+/g, ' ')
-            .trim()
-            .slice(0, 300) ||
-          res.statusMessage ||
-          '';
-        const status = res.statusCode ?? 502;
-        fail({ status, code: 'BOKEH_REFUSED', message: `The Bokeh server refused the WebSocket (${status}${detail ? `: ${detail}` : ''}).` });
-      });
-    });
-    upstream.on('upgrade', (res, bokeh: Socket, bokehHead: Buffer) => {
-      const protocol = res.headers['sec-websocket-protocol'];
-      const wrong =
-        res.headers['sec-websocket-accept'] !== acceptKey(key)
-          ? 'a wrong Sec-WebSocket-Accept'
-          : protocol !== undefined && !offered.includes(protocol)
-            ? `a subprotocol that was not offered (${protocol.slice(0, 50)})`
-            : res.headers['sec-websocket-extensions'] !== undefined
-              ? 'an extension that was not offered'
-              : undefined;
-      if (wrong !== undefined) {
-        bokeh.destroy();
-        fail({ status: 502, code: 'BOKEH_BAD_GATEWAY', message: `The Bokeh server answered the WebSocket handshake with ${wrong}.` });
-        return;
-      }
-      answered = true;
-      clearTimeout(timer);
-      socket.off('close', releaseUpstream);
-      // The handshake's listeners hold the browser's request; the session needs none of it.
-      upstream.removeAllListeners();
-      upstream.on('error', () => undefined);
-      destroyOnError(bokeh);
-      if (!socket.writable) {
-        bokeh.end(clientCloseFrame(CLOSE.goingAway, 'browser went away'));
-        return;
-      }
-      bokeh.setNoDelay(true);
-      socket.write(
-        'HTTP/1.1 101 Switching Protocols\r\n' +
-          'Upgrade: websocket\r\n' +
-          'Connection: Upgrade\r\n' +
-          `Sec-WebSocket-Accept: ${res.headers['sec-websocket-accept']}\r\n` +
-          (protocol === undefined ? '' : `Sec-WebSocket-Protocol: ${protocol}\r\n`) +
-          '\r\n',
-      );
-      relay(socket, bokeh, head, bokehHead, { ...meta, protocol });
-    });
-    upstream.end();
-  }
-
-  async function closeAll(code: number, reason: string, timeoutMs: number): Promise<void> {
-    accepting = false;
-    const open = [...sessions];
-    for (const session of open) session.close(code, reason);
-    let timer: NodeJS.Timeout | undefined;
-    const deadline = new Promise<void>((resolve) => {
-      timer = setTimeout(() => {
-        for (const session of open) session.destroy();
-        resolve();
-      }, timeoutMs);
-    });
-    await Promise.race([Promise.all(open.map((session) => session.finished)), deadline]);
-    clearTimeout(timer);
-  }
-
   return {
     handleUpgrade,
-    closeAll,
+    closeAll: (code, reason, timeoutMs) => registry.closeAll(code, reason, timeoutMs),
     get openSessions() {
-      return sessions.size;
+      return registry.size;
+    },
+    get shuttingDown() {
+      return registry.shuttingDown;
     },
   };
 }

@@ -11,6 +11,9 @@ import { connect as tlsConnect } from 'node:tls';
 import { WebSocket } from 'ws';
 import { autoloadUrlFor, modelNamed, tokenFromAutoload } from '../../client/bokeh-client.js';
 import { mintToken, openAppPage, PREFIX, request, type Stack } from './stack.js';
+import { METHOD_CASES, PATH_CASES, SESSION_AND_UPGRADE_CASES, upgradeHeaders, type Expectation, type Forge, type RequestCase } from './hostile-cases.js';
+
+export { HOSTILE_ENVIRONMENT, type Expectation } from './hostile-cases.js';
 
 /** The front a client talks to: the gateway (bare-dev) or NGINX over TLS. */
 export interface Front {
@@ -27,17 +30,6 @@ export function frontOf(stack: Stack): Front {
   if (stack.nginx) return { layout: 'nginx', url: stack.nginx.https, origin: stack.nginx.https, ca: stack.nginx.ca, stack };
   return { layout: 'bare-dev', url: stack.url, origin: stack.url, stack };
 }
-
-/** The settings the hostile suites run the stack with, so limits are reached quickly. */
-export const HOSTILE_ENVIRONMENT: Record<string, string> = {
-  // stream is a real app on the Bokeh server, but not listed: it must be out of reach.
-  BOKEH_APPS: 'sliders,ping',
-  SESSION_TOKEN_EXPIRATION_S: '10',
-  HEADERS_TIMEOUT_MS: '3000',
-  REQUEST_TIMEOUT_MS: '5000',
-  WS_MAX_MESSAGE_BYTES: '1048576',
-  WS_IDLE_TIMEOUT_MS: '10000',
-};
 
 export interface RawReply {
   /** Status of the first response, or undefined when the server closed without answering. */
@@ -108,22 +100,12 @@ export function get(front: Front, target: string, headers: Record<string, string
   return raw(front, [`${lines.join('\r\n')}\r\n\r\n`]);
 }
 
-const WS_KEY = 'dGhlIHNhbXBsZSBub25jZQ==';
-
 /** A WebSocket opening handshake as a browser sends it, with `changes` applied (undefined removes). */
 export function upgrade(front: Front, target: string, changes: Record<string, string | undefined> = {}, method = 'GET'): Promise<RawReply> {
-  const headers: Record<string, string | undefined> = {
-    Upgrade: 'websocket',
-    Connection: 'Upgrade',
-    'Sec-WebSocket-Key': WS_KEY,
-    'Sec-WebSocket-Version': '13',
-    Origin: front.origin,
-    ...changes,
-  };
   const lines = [
     `${method} ${target} HTTP/1.1`,
     `Host: ${hostOf(front)}`,
-    ...Object.entries(headers).flatMap(([name, value]) => (value === undefined ? [] : [`${name}: ${value}`])),
+    ...Object.entries(upgradeHeaders(front.origin, changes)).map(([name, value]) => `${name}: ${value}`),
   ];
   return raw(front, [`${lines.join('\r\n')}\r\n\r\n`]);
 }
@@ -194,14 +176,6 @@ function maskedFrame(first: number, payload: string): number[] {
   return [first, 0x80 | payload.length, ...mask, ...Buffer.from(payload).map((byte, i) => byte ^ mask[i % 4]!)];
 }
 
-export type Expectation =
-  /** An HTTP answer with this status (one of these), whose body says `message`. */
-  | { status: number | number[]; message?: RegExp }
-  /** The server hangs up within `withinMs`, with one of `status` or without an answer. */
-  | { closed: 'any'; withinMs: number; status: number[] }
-  /** An open WebSocket closed by the server with this code, and a reason that says why. */
-  | { closeCode: number; reason?: RegExp };
-
 export interface HostileCase {
   name: string;
   run(front: Front): Promise<RawReply | Closed>;
@@ -210,172 +184,29 @@ export interface HostileCase {
   nginx?: Expectation;
 }
 
-const ws = (app = 'ping') => `${PREFIX}/${app}/ws`;
-const protocols = (...values: string[]) => values.join(', ');
-const b64 = (text: string) => Buffer.from(text).toString('base64url');
-
-function tamperedExpiry(token: string): string {
-  const [body, signature] = token.split('.');
-  const claims = JSON.parse(Buffer.from(body!, 'base64url').toString()) as { session_expiry: number };
-  claims.session_expiry += 86_400;
-  return `${b64(JSON.stringify(claims))}.${signature}`;
+/** What a request case needs from the stack behind `front`. */
+function forge(front: Front): Forge {
+  return {
+    token: ({ secretKey, ...options } = {}) => mintToken(secretKey === undefined ? front.stack : { ...front.stack, secretKey }, options),
+    origin: front.origin,
+  };
 }
 
-const hourAgo = () => Math.floor(Date.now() / 1000) - 3600;
-const autoload = (app: string, query = '') => `${PREFIX}/${app}/autoload.js?bokeh-autoload-element=x${query}`;
+/** A request case, sent to a real front. */
+function sent(item: RequestCase): HostileCase {
+  return {
+    name: item.name,
+    run: (f) => {
+      const probe = item.request(forge(f));
+      return probe.kind === 'get' ? get(f, probe.target, probe.headers, probe.method) : upgrade(f, probe.target, probe.changes, probe.method);
+    },
+    expect: item.expect,
+    ...(item.nginx ? { nginx: item.nginx } : {}),
+  };
+}
 
 export const HOSTILE_CASES: HostileCase[] = [
-  // --- Session tokens and ids at the WebSocket -----------------------------------------------
-  {
-    name: 'WebSocket with a token that is not a token',
-    run: (f) => upgrade(f, ws(), { 'Sec-WebSocket-Protocol': protocols('bokeh', 'not-a-token') }),
-    expect: { status: 403, message: /session token is malformed/ },
-  },
-  {
-    name: 'WebSocket with a token signed by another key',
-    run: (f) =>
-      upgrade(f, ws(), {
-        'Sec-WebSocket-Protocol': protocols('bokeh', mintToken({ ...f.stack, secretKey: Buffer.from('another-deployments-key-0123456789abcdef') })),
-      }),
-    expect: { status: 403, message: /not signed with this deployment's key/ },
-  },
-  {
-    name: 'WebSocket with a tampered token (expiry pushed back)',
-    run: (f) => upgrade(f, ws(), { 'Sec-WebSocket-Protocol': protocols('bokeh', tamperedExpiry(mintToken(f.stack))) }),
-    expect: { status: 403, message: /not signed/ },
-  },
-  {
-    name: 'WebSocket with an expired token',
-    run: (f) => upgrade(f, ws(), { 'Sec-WebSocket-Protocol': protocols('bokeh', mintToken(f.stack, { now: hourAgo() })) }),
-    expect: { status: 403, message: /expired; reload the page/ },
-  },
-  {
-    name: 'WebSocket with an unsigned token',
-    run: (f) => upgrade(f, ws(), { 'Sec-WebSocket-Protocol': protocols('bokeh', mintToken(f.stack).split('.')[0]!) }),
-    expect: { status: 403, message: /not signed/ },
-  },
-  {
-    name: 'WebSocket with a signed token around an unsigned session id',
-    run: (f) => upgrade(f, ws(), { 'Sec-WebSocket-Protocol': protocols('bokeh', mintToken(f.stack, { sessionId: 'U'.repeat(44) })) }),
-    expect: { status: 403, message: /not signed/ },
-  },
-  {
-    name: 'WebSocket with a token whose payload inflates to megabytes',
-    run: (f) => upgrade(f, ws(), { 'Sec-WebSocket-Protocol': protocols('bokeh', mintToken(f.stack, { extraPayload: { pad: 'a'.repeat(6 * 1024 * 1024) } })) }),
-    expect: { status: 403, message: /malformed/ },
-  },
-  // --- Session tokens and ids on the HTTP requests that create sessions ----------------------
-  {
-    name: 'autoload.js with a forged bokeh-token',
-    run: (f) => get(f, autoload('ping', `&bokeh-token=${b64('{"session_id": "x"}')}.forged`)),
-    expect: { status: 403, message: /not signed/ },
-  },
-  {
-    name: 'autoload.js with an expired bokeh-token (a stale tab)',
-    run: (f) => get(f, autoload('ping', `&bokeh-token=${mintToken(f.stack, { now: hourAgo() })}`)),
-    expect: { status: 403, message: /expired; reload the page/ },
-  },
-  {
-    name: 'autoload.js with an unsigned bokeh-session-id',
-    run: (f) => get(f, autoload('ping', `&bokeh-session-id=${'S'.repeat(44)}`)),
-    expect: { status: 403, message: /session id is not signed/ },
-  },
-  {
-    name: 'app page with a forged Bokeh-Session-Id header',
-    run: (f) => get(f, `${PREFIX}/ping`, { 'Bokeh-Session-Id': `${'S'.repeat(44)}.forged` }),
-    expect: { status: 403, message: /session id is not signed/ },
-  },
-  {
-    name: 'autoload.js with both a token and a session id',
-    run: (f) => get(f, autoload('ping', `&bokeh-token=${mintToken(f.stack)}&bokeh-session-id=x`)),
-    expect: { status: 400, message: /at most one of bokeh-token, bokeh-session-id/ },
-  },
-  // --- Cross-site WebSockets -------------------------------------------------------------------
-  {
-    name: 'WebSocket from another site',
-    run: async (f) => upgrade(f, ws(), { Origin: 'https://evil.example', 'Sec-WebSocket-Protocol': protocols('bokeh', mintToken(f.stack)) }),
-    expect: { status: 403, message: /add that origin to PUBLIC_ORIGINS/ },
-  },
-  {
-    name: 'WebSocket from an opaque origin ("null")',
-    run: async (f) => upgrade(f, ws(), { Origin: 'null', 'Sec-WebSocket-Protocol': protocols('bokeh', mintToken(f.stack)) }),
-    expect: { status: 403, message: /PUBLIC_ORIGINS/ },
-  },
-  {
-    name: 'WebSocket from the same host on another port',
-    run: async (f) =>
-      upgrade(f, ws(), { Origin: `${new URL(f.origin).protocol}//127.0.0.1:1`, 'Sec-WebSocket-Protocol': protocols('bokeh', mintToken(f.stack)) }),
-    expect: { status: 403, message: /PUBLIC_ORIGINS/ },
-  },
-  // --- Subprotocols ----------------------------------------------------------------------------
-  { name: 'WebSocket without subprotocols', run: (f) => upgrade(f, ws()), expect: { status: 400, message: /exactly two subprotocols/ } },
-  {
-    name: 'WebSocket offering only "bokeh"',
-    run: (f) => upgrade(f, ws(), { 'Sec-WebSocket-Protocol': 'bokeh' }),
-    expect: { status: 400, message: /exactly two subprotocols/ },
-  },
-  {
-    name: 'WebSocket offering "bokeh" twice',
-    run: (f) => upgrade(f, ws(), { 'Sec-WebSocket-Protocol': 'bokeh, bokeh' }),
-    expect: { status: 403, message: /malformed/ },
-  },
-  {
-    name: 'WebSocket with the token before "bokeh"',
-    run: (f) => upgrade(f, ws(), { 'Sec-WebSocket-Protocol': protocols(mintToken(f.stack), 'bokeh') }),
-    expect: { status: 400, message: /"bokeh" and then the session token/ },
-  },
-  {
-    name: 'WebSocket with a third subprotocol',
-    run: (f) => upgrade(f, ws(), { 'Sec-WebSocket-Protocol': protocols('bokeh', mintToken(f.stack), 'chat') }),
-    expect: { status: 400, message: /exactly two/ },
-  },
-  {
-    name: 'WebSocket with garbage subprotocols',
-    run: (f) => upgrade(f, ws(), { 'Sec-WebSocket-Protocol': ',,, ;;; ' }),
-    expect: { status: 400, message: /exactly two/ },
-  },
-  // --- Malformed upgrades ----------------------------------------------------------------------
-  {
-    name: 'WebSocket version 8',
-    run: (f) => upgrade(f, ws(), { 'Sec-WebSocket-Version': '8', 'Sec-WebSocket-Protocol': protocols('bokeh', mintToken(f.stack)) }),
-    expect: { status: 400, message: /Sec-WebSocket-Version must be 13/ },
-  },
-  {
-    name: 'WebSocket without a key',
-    run: (f) => upgrade(f, ws(), { 'Sec-WebSocket-Key': undefined, 'Sec-WebSocket-Protocol': protocols('bokeh', mintToken(f.stack)) }),
-    expect: { status: 400, message: /Sec-WebSocket-Key/ },
-  },
-  {
-    name: 'WebSocket with a malformed key',
-    run: (f) => upgrade(f, ws(), { 'Sec-WebSocket-Key': 'short', 'Sec-WebSocket-Protocol': protocols('bokeh', mintToken(f.stack)) }),
-    expect: { status: 400, message: /Sec-WebSocket-Key/ },
-  },
-  {
-    name: 'Upgrade to something other than WebSocket',
-    run: (f) => upgrade(f, ws(), { Upgrade: 'h2c', 'Sec-WebSocket-Protocol': protocols('bokeh', mintToken(f.stack)) }),
-    expect: { status: 400, message: /Upgrade header must be "websocket"/ },
-  },
-  {
-    name: 'WebSocket handshake with POST',
-    run: (f) => upgrade(f, ws(), { 'Sec-WebSocket-Protocol': protocols('bokeh', mintToken(f.stack)) }, 'POST'),
-    expect: { status: 400, message: /use GET/ },
-  },
-  {
-    name: 'WebSocket to an app that does not exist',
-    run: (f) => upgrade(f, ws('nope'), { 'Sec-WebSocket-Protocol': protocols('bokeh', mintToken(f.stack)) }),
-    expect: { status: 404, message: /no app named "nope"/ },
-  },
-  {
-    name: 'WebSocket to a Bokeh app that is not listed',
-    run: (f) => upgrade(f, ws('stream'), { 'Sec-WebSocket-Protocol': protocols('bokeh', mintToken(f.stack)) }),
-    expect: { status: 404, message: /no app named "stream"/ },
-  },
-  {
-    name: 'WebSocket upgrade on a path that is not a socket',
-    run: (f) => upgrade(f, `${PREFIX}/ping/autoload.js`, { 'Sec-WebSocket-Protocol': protocols('bokeh', mintToken(f.stack)) }),
-    expect: { status: 404, message: /only at \/bokeh\/<app>\/ws/ },
-  },
-  { name: 'plain GET on the WebSocket endpoint', run: (f) => get(f, ws()), expect: { status: 426, message: /connect to it with a WebSocket client/ } },
+  ...SESSION_AND_UPGRADE_CASES.map(sent),
   // --- Sizes -----------------------------------------------------------------------------------
   {
     name: 'request headers over 64 KB',
@@ -410,35 +241,8 @@ export const HOSTILE_CASES: HostileCase[] = [
     // NGINX refuses it first: client_max_body_size is 1 MB.
     nginx: { status: 413 },
   },
-  // --- Paths -----------------------------------------------------------------------------------
-  {
-    name: 'dot-dot segments under the prefix',
-    run: (f) => get(f, `${PREFIX}/static/../../app/serve.py`),
-    expect: { status: 400, message: /dot segments/ },
-    nginx: { status: [400, 404] },
-  },
-  {
-    name: 'percent-encoded dot-dot segments',
-    run: (f) => get(f, `${PREFIX}/static/%2e%2e/%2e%2e/app/serve.py`),
-    expect: { status: 400, message: /dot segments/ },
-  },
-  { name: 'percent-encoded slashes', run: (f) => get(f, `${PREFIX}/static/..%2f..%2fapp%2fserve.py`), expect: { status: 400, message: /encoded slashes/ } },
-  { name: 'backslashes', run: (f) => get(f, `${PREFIX}/static/%5c..%5capp%5cserve.py`), expect: { status: 400, message: /encoded slashes or backslashes/ } },
-  {
-    name: 'an encoded NUL byte',
-    run: (f) => get(f, `${PREFIX}/static/js/bokeh.min.js%00.png`),
-    expect: { status: 400, message: /control characters/ },
-    nginx: { status: 400 },
-  },
-  { name: 'double percent-encoding', run: (f) => get(f, `${PREFIX}/static/%252e%252e/serve.py`), expect: { status: 400, message: /double percent-encoding/ } },
-  { name: 'empty path segments', run: (f) => get(f, `${PREFIX}//ping`), expect: { status: 400, message: /empty path segments/ } },
-  { name: "Bokeh's own index of every app", run: (f) => get(f, `${PREFIX}/`), expect: { status: 404, message: /index is not served/ } },
-  { name: 'an app that does not exist', run: (f) => get(f, `${PREFIX}/secret-app`), expect: { status: 404, message: /no app named "secret-app"/ } },
-  { name: 'a Bokeh app that is not listed in BOKEH_APPS', run: (f) => get(f, autoload('stream')), expect: { status: 404, message: /no app named "stream"/ } },
-  // --- Methods and malformed HTTP --------------------------------------------------------------
-  { name: 'DELETE on an app', run: (f) => get(f, `${PREFIX}/ping`, {}, 'DELETE'), expect: { status: 405, message: /DELETE is not allowed here/ } },
-  { name: 'TRACE on a static file', run: (f) => get(f, `${PREFIX}/static/js/bokeh.min.js`, {}, 'TRACE'), expect: { status: 405 } },
-  { name: 'a method that does not exist', run: (f) => get(f, `${PREFIX}/ping`, {}, 'BREW'), expect: { status: [400, 405] } },
+  ...PATH_CASES.map(sent),
+  ...METHOD_CASES.map(sent),
   { name: 'a request line that is not HTTP', run: (f) => raw(f, ['HELLO WORLD\r\n\r\n']), expect: { status: 400 } },
   {
     name: 'Content-Length and Transfer-Encoding together (request smuggling)',
