@@ -146,7 +146,7 @@ describe('.env.example', () => {
   // The compose file sets these for the stack; .env.example documents the stack's values.
   const setByCompose: Record<string, string> = {
     BOKEH_URL: 'http://bokeh:5006',
-    TRUST_PROXY: 'nginx',
+    TRUST_PROXY: 'nginx,apache',
     BOKEH_SECRET_KEY_FILE: '/run/stack-secret/bokeh-secret-key',
   };
 
