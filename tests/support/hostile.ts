@@ -10,7 +10,7 @@ import { connect as tcpConnect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { WebSocket } from 'ws';
 import { autoloadUrlFor, modelNamed, tokenFromAutoload } from './bokeh-client.js';
-import { mintToken, openAppPage, PREFIX, request, type FrontName, type Stack } from './stack.js';
+import { FRONT_NAMES, mintToken, openAppPage, PREFIX, request, type FrontName, type Stack } from './stack.js';
 
 /** The front a client talks to: the gateway (bare-dev), or NGINX or Apache over TLS. */
 export interface Front {
@@ -24,7 +24,7 @@ export interface Front {
 }
 
 export function frontOf(stack: Stack): Front {
-  for (const layout of ['nginx', 'apache'] as const) {
+  for (const layout of FRONT_NAMES) {
     const door = stack[layout];
     if (door) return { layout, url: door.https, origin: door.https, ca: door.ca, stack };
   }

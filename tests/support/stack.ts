@@ -43,6 +43,9 @@ const FRONTS: Record<FrontName, { settings: string; devCert: string }> = {
   apache: { settings: 'APACHE', devCert: '/tmp/apache/dev-cert.pem' },
 };
 
+/** Every front, in the order the harness looks for them. */
+export const FRONT_NAMES = Object.keys(FRONTS) as FrontName[];
+
 export interface Stack {
   /** The gateway as the host reaches it, e.g. http://127.0.0.1:49152. */
   url: string;
