@@ -35,12 +35,13 @@ chroot "$1" update-ca-certificates >/dev/null 2>&1'
 # shellcheck disable=SC2016
 MMDEBSTRAP_CLEANUP_HOOK='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/* "$1"/var/log/apt/* "$1"/var/log/dpkg.log'
 
-# Exports PYTHON_IMAGE, NODE_IMAGE and NGINX_IMAGE, which docker-compose.yml passes to the
-# Dockerfiles as their base image.
+# Exports PYTHON_IMAGE, NODE_IMAGE, NGINX_IMAGE and APACHE_IMAGE, which docker-compose.yml
+# passes to the Dockerfiles as their base image.
 ensure_base_images() {
   ensure_base_image python PYTHON_IMAGE
   ensure_base_image node NODE_IMAGE
   ensure_base_image nginx NGINX_IMAGE
+  ensure_base_image apache APACHE_IMAGE
 }
 
 # ensure_base_image NAME VAR: exports VAR as the tag of the local NAME image, building it if

@@ -26,6 +26,7 @@ interface Settings {
   /** Host ports of the two layouts, which the default public origins are made from. */
   gatewayPort: number;
   nginxHttpsPort: number;
+  apacheHttpsPort: number;
   /** Express `trust proxy` value: which peers may set X-Forwarded-*. */
   trustProxy: false | number | string[];
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -132,19 +133,19 @@ const orUnset = <T>(schema: z.ZodType<T, string>) =>
  */
 const PREFIX_SHAPE = /^(\/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)+$/;
 
-/** The host ports of the two layouts, when compose's GATEWAY_PORT and NGINX_HTTPS_PORT are not set. */
+/** The host ports of the layouts, when compose's GATEWAY_PORT, NGINX_HTTPS_PORT and APACHE_HTTPS_PORT are not set. */
 const DEFAULT_GATEWAY_PORT = '8000';
 const DEFAULT_NGINX_HTTPS_PORT = '8443';
+const DEFAULT_APACHE_HTTPS_PORT = '8444';
 
 /**
  * Unless PUBLIC_ORIGINS is set: the two layouts on this machine, on the ports they are published
  * on, so that changing a port alone keeps pages and WebSockets working. The launcher and NGINX's
  * entrypoint make the same list (tests/rules/cases.json).
  */
-function defaultPublicOrigins(gatewayPort: number, nginxHttpsPort: number): URL[] {
-  return ['localhost', '127.0.0.1']
-    .map((host) => new URL(`http://${host}:${gatewayPort}`))
-    .concat(['localhost', '127.0.0.1'].map((host) => new URL(`https://${host}:${nginxHttpsPort}`)));
+function defaultPublicOrigins(gatewayPort: number, ...frontHttpsPorts: number[]): URL[] {
+  const on = (scheme: string, port: number) => ['localhost', '127.0.0.1'].map((host) => new URL(`${scheme}://${host}:${port}`));
+  return [...on('http', gatewayPort), ...frontHttpsPorts.flatMap((port) => on('https', port))];
 }
 
 /** HMAC-SHA256 wants a key at least as long as its 32-byte output; Bokeh's own generator makes 44. */
@@ -232,7 +233,7 @@ const settings = {
   publicOrigins: {
     env: 'PUBLIC_ORIGINS',
     default: '',
-    doc: 'Origins users open pages at (scheme://host[:port], comma-separated, first is canonical). Pages use the one the request came in on, else the first; Bokeh allows WebSockets only from these. Unset: http://localhost and http://127.0.0.1 on GATEWAY_PORT, https://localhost and https://127.0.0.1 on NGINX_HTTPS_PORT.',
+    doc: 'Origins users open pages at (scheme://host[:port], comma-separated, first is canonical). Pages use the one the request came in on, else the first; Bokeh allows WebSockets only from these. Unset: http://localhost and http://127.0.0.1 on GATEWAY_PORT, https://localhost and https://127.0.0.1 on NGINX_HTTPS_PORT and on APACHE_HTTPS_PORT.',
     fix: 'the address users type, e.g. PUBLIC_ORIGINS=https://dash.example.com',
     schema: orUnset(list(origin)),
   },
@@ -248,6 +249,13 @@ const settings = {
     default: DEFAULT_NGINX_HTTPS_PORT,
     doc: "Host port of NGINX's HTTPS listener (nginx layout); names the port in the default PUBLIC_ORIGINS.",
     fix: `the port browsers use for NGINX's HTTPS, e.g. NGINX_HTTPS_PORT=${DEFAULT_NGINX_HTTPS_PORT}`,
+    schema: integer(1, 65535),
+  },
+  apacheHttpsPort: {
+    env: 'APACHE_HTTPS_PORT',
+    default: DEFAULT_APACHE_HTTPS_PORT,
+    doc: "Host port of Apache's HTTPS listener (apache layout); names the port in the default PUBLIC_ORIGINS.",
+    fix: `the port browsers use for Apache's HTTPS, e.g. APACHE_HTTPS_PORT=${DEFAULT_APACHE_HTTPS_PORT}`,
     schema: integer(1, 65535),
   },
   trustProxy: {
@@ -500,7 +508,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   } = values as unknown as Settings;
   const config: Config = {
     ...rest,
-    publicOrigins: publicOrigins ?? defaultPublicOrigins(rest.gatewayPort, rest.nginxHttpsPort),
+    publicOrigins: publicOrigins ?? defaultPublicOrigins(rest.gatewayPort, rest.nginxHttpsPort, rest.apacheHttpsPort),
     secretKey: readSecretKey(values as unknown as Settings, problems),
     basicUsers: readBasicUsers(values as unknown as Settings, problems),
   };

@@ -9,7 +9,7 @@ import { autoloadSrc, autoloadUrlFor, BokehClient, modelNamed, tokenFromAutoload
 import { pingP50 } from '../support/ping.js';
 import { eventually, openAppPage, PREFIX, request, run, useStack, type Stack } from '../support/stack.js';
 
-const stack = useStack({ nginx: true });
+const stack = useStack({ front: 'nginx' });
 let front: NonNullable<Stack['nginx']>;
 beforeAll(() => {
   front = stack().nginx!;
