@@ -151,6 +151,7 @@ describe('.env.example', () => {
     BOKEH_URL: 'http://bokeh:5006',
     TRUST_PROXY: 'nginx,apache',
     BOKEH_SECRET_KEY_FILE: '/run/stack-secret/bokeh-secret-key',
+    METRICS_PORT: '9464',
   };
 
   test.each(SETTINGS.map((setting) => [setting.env, setByCompose[setting.env] ?? setting.default]))('documents %s with its default', (env, fallback) => {

@@ -71,6 +71,8 @@ export interface StackOptions {
   front?: FrontName;
   /** Compose files, in order (default: COMPOSE_FILE alone). */
   composeFiles?: string[];
+  /** More compose profiles to start, e.g. "monitoring". */
+  profiles?: string[];
   environment?: Record<string, string>;
   /**
    * Give the stack a random BOKEH_SECRET_KEY (the default), or leave it unset so that the keygen
@@ -90,6 +92,7 @@ export interface StackOptions {
 export async function startStack({
   front,
   composeFiles = [COMPOSE_FILE],
+  profiles = [],
   environment = {},
   secretKey = 'random',
   extraOrigins = [],
@@ -135,7 +138,7 @@ export async function startStack({
     // keygen runs once and exits; the services wait for it to finish.
     .withWaitStrategy('keygen-1', Wait.forOneShotStartup())
     .withStartupTimeout(180_000);
-  if (front) composer = composer.withProfiles(front);
+  if (front || profiles.length > 0) composer = composer.withProfiles(...(front ? [front] : []), ...profiles);
   const compose = await composer.up();
   const container = (service: string) => compose.getContainer(`${service}-1`);
   let door: FrontDoor | undefined;
