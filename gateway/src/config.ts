@@ -51,6 +51,8 @@ interface Settings {
   authBasicRealm: string;
   authUserHeader: string;
   staticCacheBytes: number;
+  /** The team's own web app, which gets every request outside the prefix and the health routes. */
+  hostAppUrl: URL | undefined;
 }
 
 /** The gateway's configuration: the settings, with the secret key and user list read. */
@@ -401,6 +403,13 @@ const settings = {
     doc: "Memory for Bokeh's versioned static files (URLs with ?v=<hash>, which never change): the gateway answers them from memory instead of asking Bokeh each time. BokehJS takes about 4 MB; 0 turns the cache off.",
     fix: 'bytes, 0 (off) or between 1048576 and 4294967296, e.g. STATIC_CACHE_BYTES=67108864 for 64 MiB',
     schema: integer(0, 2 ** 32).refine((value) => value === 0 || value >= 1024 * 1024, 'must be 0 or at least 1048576'),
+  },
+  hostAppUrl: {
+    env: 'HOST_APP_URL',
+    default: '',
+    doc: "Your own web app (Flask, Django, Express...) as the gateway reaches it, e.g. http://flask:8000: every request outside BOKEH_PREFIX and the health routes goes to it, WebSockets included, after the same sign-in, so it and the Bokeh apps share one origin. The gateway's own index and app pages step aside. Unset: the gateway serves its own pages.",
+    fix: "the scheme, host and port of your app as the gateway reaches it, e.g. HOST_APP_URL=http://flask:8000, or nothing for the gateway's own pages",
+    schema: orUnset(origin),
   },
 } satisfies { [K in keyof Settings]: Setting<Settings[K]> };
 
