@@ -4,7 +4,8 @@
  * `server_document("/bokeh/<app>")`, a relative URL: the protocol client follows what a browser
  * would (the page's autoload request, the token, the WebSocket), and Chromium renders the pages
  * and moves a slider. Flask's own routes and its form go through the gateway; with Flask stopped,
- * its paths get the gateway's 503 while /bokeh keeps working.
+ * its paths get the gateway's 503 while /bokeh keeps working. The bare-dev stack also signs in
+ * (AUTH_MODE=basic): Flask's pages ask for it too, and the user reaches the Bokeh app.
  */
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
@@ -23,7 +24,7 @@ function serverDocumentSources(page: string): string[] {
 }
 
 /** A form post, as a browser sends it. */
-function postForm(url: string, fields: Record<string, string>, ca?: Buffer): Promise<Reply> {
+function postForm(url: string, fields: Record<string, string>, ca: Buffer | undefined, headers: Record<string, string>): Promise<Reply> {
   const body = new URLSearchParams(fields).toString();
   const target = new URL(url);
   const send = target.protocol === 'https:' ? httpsRequest : httpRequest;
@@ -32,7 +33,7 @@ function postForm(url: string, fields: Record<string, string>, ca?: Buffer): Pro
       target,
       {
         method: 'POST',
-        headers: { 'content-type': 'application/x-www-form-urlencoded', 'content-length': Buffer.byteLength(body) },
+        headers: { ...headers, 'content-type': 'application/x-www-form-urlencoded', 'content-length': Buffer.byteLength(body) },
         ...(ca ? { ca } : {}),
       },
       (res) => {
@@ -64,7 +65,7 @@ async function rendered(page: Page, names: string[]): Promise<void> {
 }
 
 /** The Flask pages in Chromium, at `origin()` (the gateway, or NGINX over https with its certificate trusted). */
-function inBrowser(layout: string, origin: () => string, trust: () => Buffer | undefined): void {
+function inBrowser(layout: string, origin: () => string, trust: () => Buffer | undefined, httpCredentials?: { username: string; password: string }): void {
   describeInBrowser('in Chromium', () => {
     let browser: Browser;
     let context: BrowserContext;
@@ -76,7 +77,7 @@ function inBrowser(layout: string, origin: () => string, trust: () => Buffer | u
       await browser?.close();
     });
     beforeEach(async () => {
-      context = await browser.newContext({ viewport: { width: 1200, height: 900 } });
+      context = await browser.newContext({ viewport: { width: 1200, height: 900 }, ...(httpCredentials ? { httpCredentials } : {}) });
     });
     afterEach(async () => {
       await context.close();
@@ -124,9 +125,19 @@ function inBrowser(layout: string, origin: () => string, trust: () => Buffer | u
   });
 }
 
-function hostAppIn(layout: 'bare-dev' | 'nginx'): void {
-  describe(`${layout}: the Flask app behind the gateway`, () => {
-    const stack = useStack({ composeFiles: [COMPOSE_FILE, FLASK_COMPOSE_FILE], ...(layout === 'nginx' ? { front: 'nginx' as const } : {}) });
+// alice / wonderland, bcrypt cost 4 to keep the test fast.
+const ALICE = 'alice:$2y$04$Qa98o9T6thOSjFlKGhyLyOa3FcIAXj2SSskg.kYWEbngBdyeRrehK';
+const ALICE_AUTH = { authorization: `Basic ${Buffer.from('alice:wonderland').toString('base64')}` };
+
+/** The tests of one layout; with `signIn`, the gateway asks for HTTP Basic sign-in (AUTH_MODE=basic). */
+function hostAppIn(layout: 'bare-dev' | 'nginx', { signIn }: { signIn: boolean }): void {
+  describe(`${layout}: the Flask app behind the gateway${signIn ? ', with sign-in' : ''}`, () => {
+    const stack = useStack({
+      composeFiles: [COMPOSE_FILE, FLASK_COMPOSE_FILE],
+      ...(layout === 'nginx' ? { front: 'nginx' as const } : {}),
+      ...(signIn ? { environment: { AUTH_MODE: 'basic', AUTH_BASIC_USERS: ALICE } } : {}),
+    });
+    const credentials: Record<string, string> = signIn ? ALICE_AUTH : {};
     let origin: string;
     let ca: Buffer | undefined;
     beforeAll(() => {
@@ -134,7 +145,8 @@ function hostAppIn(layout: 'bare-dev' | 'nginx'): void {
       origin = door?.https ?? stack().url;
       ca = door?.ca;
     });
-    const get = (path: string, headers: Record<string, string> = {}) => request(`${origin}${path}`, { ...(ca ? { ca } : {}), headers });
+    const get = (path: string, headers: Record<string, string> = {}) =>
+      request(`${origin}${path}`, { ...(ca ? { ca } : {}), headers: { ...credentials, ...headers } });
 
     /** What a browser does with an embedding script of a Flask page: autoload.js, the token, the WebSocket. */
     async function follow(src: string, app: string): Promise<{ js: string; client: BokehClient; doc: unknown }> {
@@ -143,6 +155,7 @@ function hostAppIn(layout: 'bare-dev' | 'nginx'): void {
       const client = await BokehClient.connect(`${origin.replace(/^http/, 'ws')}${PREFIX}/${app}/ws`, tokenFromAutoload(autoload.body), {
         origin,
         ...(ca ? { ca } : {}),
+        headers: credentials,
       });
       return { js: autoload.body, client, doc: await client.pullDocument() };
     }
@@ -186,6 +199,23 @@ function hostAppIn(layout: 'bare-dev' | 'nginx'): void {
       }
     });
 
+    if (signIn) {
+      test('a stranger is asked to sign in before Flask sees anything; the signed-in user reaches the Bokeh app in the page', async () => {
+        for (const path of ['/', '/one', '/feedback']) {
+          const stranger = await request(`${origin}${path}`, { ...(ca ? { ca } : {}), headers: { accept: 'application/json' } });
+          expect(stranger.status).toBe(401);
+          expect(JSON.parse(stranger.body)).toMatchObject({ error: 'UNAUTHENTICATED' });
+        }
+        const [src] = serverDocumentSources((await get('/one')).body);
+        const { client, doc } = await follow(src!, 'sliders');
+        try {
+          expect(modelNamed(doc, 'viewer').attributes?.text).toBe('Signed in as <b>alice</b>');
+        } finally {
+          await client.close();
+        }
+      });
+    }
+
     test('a page embeds two apps, each with its own session', async () => {
       const page = await get('/two');
       const sources = serverDocumentSources(page.body);
@@ -204,7 +234,7 @@ function hostAppIn(layout: 'bare-dev' | 'nginx'): void {
 
     test("Flask's form posts to Flask through the gateway, body and all", async () => {
       expect((await get('/feedback')).body).toContain('<form method="post"');
-      const thanks = await postForm(`${origin}/feedback`, { name: 'Ada', message: 'Plots <3' }, ca);
+      const thanks = await postForm(`${origin}/feedback`, { name: 'Ada', message: 'Plots <3' }, ca, credentials);
       expect(thanks.status).toBe(200);
       expect(thanks.body).toContain('Thanks, Ada');
       expect(thanks.body).toContain('Received: Plots &lt;3');
@@ -214,6 +244,7 @@ function hostAppIn(layout: 'bare-dev' | 'nginx'): void {
       layout,
       () => origin,
       () => ca,
+      signIn ? { username: 'alice', password: 'wonderland' } : undefined,
     );
 
     // Last in this layout: it stops Flask and starts it again.
@@ -239,5 +270,5 @@ function hostAppIn(layout: 'bare-dev' | 'nginx'): void {
   });
 }
 
-hostAppIn('bare-dev');
-hostAppIn('nginx');
+hostAppIn('bare-dev', { signIn: true });
+hostAppIn('nginx', { signIn: false });
