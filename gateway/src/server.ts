@@ -1,7 +1,7 @@
 /**
  * The gateway: pages (or the host app in their place), health, the HTTP proxy and the WebSocket
- * relay on one HTTP server, and its orderly shutdown. `startGateway` and `GatewayServer.close` are all that main.ts and the
- * tests need.
+ * relay on one HTTP server, and its orderly shutdown. `startGateway` and `GatewayServer.close`
+ * are all that main.ts and the tests need.
  */
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
