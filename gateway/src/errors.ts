@@ -73,6 +73,7 @@ export interface GatewayError {
  */
 const UPSTREAM_FAILURES: Record<string, { status: number; what: string }> = {
   ECONNREFUSED: { status: 503, what: 'refused the connection (it is not running or still starting)' },
+  ECONNECT_TIMEOUT: { status: 503, what: 'did not accept a connection in time (it is gone or unreachable)' },
   ENOTFOUND: { status: 503, what: 'cannot be found on the network (its container is stopped or its name is wrong)' },
   EAI_AGAIN: { status: 503, what: 'cannot be found on the network (its container is stopped or its name is wrong)' },
   EHOSTUNREACH: { status: 503, what: 'is unreachable' },

@@ -48,6 +48,7 @@ const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIO
 /** Network error codes worth a series of their own; anything else is "other". */
 const ERROR_KINDS = new Set([
   'ECONNREFUSED',
+  'ECONNECT_TIMEOUT',
   'ENOTFOUND',
   'EAI_AGAIN',
   'EHOSTUNREACH',

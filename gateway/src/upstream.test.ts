@@ -169,3 +169,19 @@ test("requests go to the replica's address over its keep-alive pool", async () =
   // Both requests, and the status check before them, shared one connection.
   expect(Object.values(upstream.agent.freeSockets).flat()).toHaveLength(1);
 });
+
+test('a replica that served is called down after two checks without an answer, and stays listed a while', async () => {
+  const upstreams = await started([replicas[0]!.origin, replicas[1]!.origin]);
+  const port = new URL(replicas[1]!.origin).port;
+  await new Promise<void>((resolve) => replicas[1]!.server.close(() => resolve()));
+  try {
+    await upstreams.refresh();
+    // One failed check may be load: still serving.
+    expect(upstreams.replicas().map((replica) => replica.state)).toEqual(['serving', 'serving']);
+    await upstreams.refresh();
+    expect(upstreams.replicas().map((replica) => replica.state)).toEqual(['serving', 'down']);
+    for (let i = 0; i < 5; i++) expect(await originOf(upstreams, upstreams.newSessionId()!)).toBe(replicas[0]!.origin);
+  } finally {
+    await new Promise<void>((resolve) => replicas[1]!.server.listen(Number(port), '127.0.0.3', resolve));
+  }
+});

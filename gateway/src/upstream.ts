@@ -46,11 +46,21 @@ export const TAG_LENGTH = 8;
 /** How many replicas one session start (a page load, a WebSocket) may try. */
 export const MAX_REPLICA_ATTEMPTS = 3;
 /** Connection failures that mean nothing listens at a replica's address any more. */
-const GONE = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN']);
+const GONE = new Set(['ECONNREFUSED', 'ECONNECT_TIMEOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN']);
 /** Failures after which the replica cannot have made a session, so another may be asked. */
 const RETRYABLE = new Set([...GONE, 'ECONNRESET', 'EPIPE']);
 /** A session whose tag no replica has may belong to one found a moment ago: look again, this often at most. */
 const UNKNOWN_TAG_REFRESH_MS = 500;
+/**
+ * How long a connection to a replica may take to open. Replicas sit on the same network as the
+ * gateway and answer a SYN within milliseconds; an address whose container was killed never
+ * does, and the kernel would keep retrying for minutes. Past this the replica counts as gone.
+ */
+export const CONNECT_TIMEOUT_MS = 2_000;
+/** Failed checks in a row after which a replica that served is called down: one slow answer under load is not a death. */
+const FAILED_CHECKS_FOR_DOWN = 2;
+/** How long a replica that is down and out of DNS stays listed (/readyz) before it is forgotten. */
+const FORGET_AFTER_MS = 60_000;
 /** How long a DNS query may take before the round goes on without it. */
 const DNS_TIMEOUT_MS = 2_000;
 
@@ -126,7 +136,18 @@ function upstreamAt(url: URL, agent: Agent): Upstream {
     url,
     origin: url.origin,
     agent,
-    request: (path, options) => send(new URL(path, url), { agent, ...options }),
+    request: (path, options) => {
+      const req = send(new URL(path, url), { agent, ...options });
+      req.once('socket', (socket) => {
+        if (!socket.connecting) return;
+        const timer = setTimeout(() => {
+          req.destroy(Object.assign(new Error(`no connection within ${CONNECT_TIMEOUT_MS} ms`), { code: 'ECONNECT_TIMEOUT' }));
+        }, CONNECT_TIMEOUT_MS);
+        socket.once('connect', () => clearTimeout(timer));
+        socket.once('close', () => clearTimeout(timer));
+      });
+      return req;
+    },
   };
 }
 
@@ -195,6 +216,10 @@ interface Replica extends Upstream {
   sessions: number;
   /** Sessions this gateway started there since that check. */
   started: number;
+  /** Checks in a row that got no answer. */
+  failedChecks: number;
+  /** When it was last seen down and out of DNS. */
+  goneSince: number | undefined;
 }
 
 interface Status {
@@ -270,6 +295,8 @@ export function createUpstreams(config: Config, log?: Logger): Upstreams {
         inDns: true,
         sessions: 0,
         started: 0,
+        failedChecks: 0,
+        goneSince: undefined,
       };
       byOrigin.set(url.origin, replica);
       byTag.set(replica.tag, replica);
@@ -282,13 +309,24 @@ export function createUpstreams(config: Config, log?: Logger): Upstreams {
         const status = await check(replica);
         replica.sessions = status.sessions;
         replica.started = 0;
+        replica.failedChecks = status.state === 'down' ? replica.failedChecks + 1 : 0;
+        // One check without an answer while the replica served, and still in DNS, may be load.
+        const stillUp = (replica.state === 'serving' || replica.state === 'draining') && replica.inDns;
+        if (status.state === 'down' && stillUp && replica.failedChecks < FAILED_CHECKS_FOR_DOWN) return;
         // Out of DNS but answering: on its way out, so it keeps its sessions and gets no new ones.
         const state = status.state === 'serving' && !replica.inDns ? 'draining' : status.state;
         setState(replica, state, state === 'draining' && status.state === 'serving' ? 'no longer in DNS' : undefined);
       }),
     );
+    // A dead replica stays listed as down for a while, so that /readyz shows what happened.
+    const now = Date.now();
     for (const replica of [...byOrigin.values()]) {
-      if (replica.inDns || replica.state !== 'down') continue;
+      if (replica.inDns || replica.state !== 'down') {
+        replica.goneSince = undefined;
+        continue;
+      }
+      replica.goneSince ??= now;
+      if (now - replica.goneSince < FORGET_AFTER_MS) continue;
       byOrigin.delete(replica.origin);
       byTag.delete(replica.tag);
       log?.info({ replica: replica.origin }, 'bokeh replica removed');
