@@ -20,6 +20,8 @@ export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..
 export const COMPOSE_FILE = 'docker-compose.yml';
 /** The dev-mode override, used on top of COMPOSE_FILE. */
 export const DEV_COMPOSE_FILE = 'compose.dev.yml';
+/** Adds `gateway-b`, a second gateway with its own loopback port (StackOptions.secondGateway). */
+export const TWO_GATEWAYS_COMPOSE_FILE = 'tests/support/compose.two-gateways.yml';
 export const PREFIX = '/bokeh';
 
 export const run = promisify(execFile);
@@ -36,9 +38,20 @@ export interface Stack {
   secretKey: Buffer | undefined;
   /** The nginx layout's front, when the stack runs with the nginx profile. */
   nginx?: { https: string; http: string; ca: Buffer };
+  /** The second gateway (StackOptions.secondGateway), e.g. http://127.0.0.1:49153. */
+  gatewayB?: string;
+  /** The compose project as started, for compose commands of a test's own (a scale-up). */
+  project: ComposeProject;
   compose: StartedDockerComposeEnvironment;
   container(service: string): StartedTestContainer;
   down(): Promise<void>;
+}
+
+export interface ComposeProject {
+  name: string;
+  files: string[];
+  profiles: string[];
+  environment: Record<string, string>;
 }
 
 export interface StackOptions {
@@ -60,6 +73,10 @@ export interface StackOptions {
    * GATEWAY_PORT and NGINX_HTTPS_PORT.
    */
   publicOrigins?: 'given' | 'derived';
+  /** How many Bokeh replicas to start (BOKEH_REPLICAS; unset: the compose file's default, one). */
+  replicas?: number;
+  /** Start a second gateway, `gateway-b`, on its own loopback port (TWO_GATEWAYS_COMPOSE_FILE). */
+  secondGateway?: boolean;
 }
 
 export async function startStack({
@@ -69,6 +86,8 @@ export async function startStack({
   secretKey = 'random',
   extraOrigins = [],
   publicOrigins = 'given',
+  replicas,
+  secondGateway = false,
 }: StackOptions = {}): Promise<Stack> {
   if (publicOrigins === 'derived' && extraOrigins.length > 0) throw new Error('extraOrigins needs publicOrigins: "given"');
   const key = secretKey === 'random' ? randomBytes(33).toString('base64url') : undefined;
@@ -87,8 +106,11 @@ export async function startStack({
           `http://localhost:${port}`,
           ...extraOrigins,
         ];
+  const portB = secondGateway ? await getPort({ host: '127.0.0.1' }) : undefined;
   let environmentForCompose: Record<string, string> = {
     GATEWAY_PORT: String(port),
+    ...(portB ? { GATEWAY_B_PORT: String(portB) } : {}),
+    ...(replicas === undefined ? {} : { BOKEH_REPLICAS: String(replicas) }),
     ...(publicOrigins === 'given' ? { PUBLIC_ORIGINS: origins.join(',') } : {}),
     ...(key ? { BOKEH_SECRET_KEY: key } : {}),
     ...environment,
@@ -97,13 +119,17 @@ export async function startStack({
     // Loopback only: tests never open ports on the machine's network interfaces.
     environmentForCompose = { NGINX_BIND: '127.0.0.1', NGINX_HTTP_PORT: String(ports.http), NGINX_HTTPS_PORT: String(ports.https), ...environmentForCompose };
   }
-  let composer = new DockerComposeEnvironment(REPO_ROOT, composeFiles)
+  const files = secondGateway ? [...composeFiles, TWO_GATEWAYS_COMPOSE_FILE] : composeFiles;
+  const profiles = nginx ? ['nginx'] : [];
+  const name = `testcontainers-${randomBytes(6).toString('hex')}`;
+  let composer = new DockerComposeEnvironment(REPO_ROOT, files)
+    .withProjectName(name)
     .withEnvironment(environmentForCompose)
     .withDefaultWaitStrategy(Wait.forHealthCheck())
     // keygen runs once and exits; the services wait for it to finish.
     .withWaitStrategy('keygen-1', Wait.forOneShotStartup())
     .withStartupTimeout(180_000);
-  if (nginx) composer = composer.withProfiles('nginx');
+  if (profiles.length > 0) composer = composer.withProfiles(...profiles);
   const compose = await composer.up();
   const container = (service: string) => compose.getContainer(`${service}-1`);
   let front: Stack['nginx'];
@@ -117,6 +143,8 @@ export async function startStack({
     origins,
     secretKey: key === undefined ? undefined : Buffer.from(key),
     ...(front ? { nginx: front } : {}),
+    ...(portB ? { gatewayB: `http://127.0.0.1:${portB}` } : {}),
+    project: { name, files, profiles, environment: environmentForCompose },
     compose,
     container,
     down: async () => {
@@ -152,19 +180,23 @@ export function request(url: string, options: { ca?: Buffer; headers?: Record<st
 
 /**
  * What a browser does with an app page: load it, follow its embed script to autoload.js, open
- * the WebSocket with the token from there, and pull the document.
+ * the WebSocket with the token from there, and pull the document. `wsVia` sends the WebSocket
+ * to another front door of the same stack (a second gateway), with the page's origin.
  */
 export async function openAppPage(
   origin: string,
   app: string,
   ca?: Buffer,
+  wsVia: string = origin,
 ): Promise<{ page: string; autoloadUrl: string; js: string; client: BokehClient; doc: unknown }> {
   const tls = ca ? { ca } : {};
-  const page = (await request(`${origin}/apps/${app}`, tls)).body;
+  const pageReply = await request(`${origin}/apps/${app}`, tls);
+  if (pageReply.status !== 200) throw new Error(`the app page answered ${pageReply.status}: ${pageReply.body.slice(0, 200)}`);
+  const page = pageReply.body;
   const autoloadUrl = autoloadSrc(page);
   const autoload = await request(autoloadUrl, tls);
   if (autoload.status !== 200) throw new Error(`autoload.js answered ${autoload.status}`);
-  const client = await BokehClient.connect(`${origin.replace(/^http/, 'ws')}${PREFIX}/${app}/ws`, tokenFromAutoload(autoload.body), { origin, ...tls });
+  const client = await BokehClient.connect(`${wsVia.replace(/^http/, 'ws')}${PREFIX}/${app}/ws`, tokenFromAutoload(autoload.body), { origin, ...tls });
   return { page, autoloadUrl, js: autoload.body, client, doc: await client.pullDocument() };
 }
 
