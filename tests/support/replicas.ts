@@ -173,16 +173,37 @@ export async function readiness(origin: string): Promise<{ status: number; body:
 
 /** A live session of the `ping` app: its WebSocket client and its slider. */
 export interface PingSession {
+  /** The autoload.js URL the page pointed at (and that was loaded). */
+  autoloadUrl: string;
   client: BokehClient;
   slider: string;
   /** Round trips made so far; each one sends the next value. */
   sent: number;
 }
 
-/** Loads the `ping` app page as a browser would (page, autoload.js, WebSocket, document). */
-export async function openPing(origin: string, options: { ca?: Buffer; wsVia?: string } = {}): Promise<PingSession> {
-  const { client, doc } = await openAppPage(origin, 'ping', options.ca, options.wsVia ?? origin);
-  return { client, slider: modelNamed(doc, 'ping').id, sent: 0 };
+/** How long a page load (page, autoload.js, WebSocket, document) may take before it counts as failed. */
+export const PAGE_LOAD_TIMEOUT_MS = 15_000;
+
+/**
+ * Loads the `ping` app page as a browser would (page, autoload.js, WebSocket, document). A load
+ * that takes longer than `timeoutMs` fails; if it completes later, its session is closed.
+ */
+export async function openPing(origin: string, options: { ca?: Buffer; wsVia?: string; timeoutMs?: number } = {}): Promise<PingSession> {
+  const loading = openAppPage(origin, 'ping', options.ca, options.wsVia ?? origin);
+  let timer: NodeJS.Timeout | undefined;
+  const timeoutMs = options.timeoutMs ?? PAGE_LOAD_TIMEOUT_MS;
+  const late = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => {
+      loading.then(({ client }) => client.close()).catch(() => undefined);
+      reject(new Error(`the page load through ${origin} took more than ${timeoutMs} ms`));
+    }, timeoutMs);
+  });
+  try {
+    const { autoloadUrl, client, doc } = await Promise.race([loading, late]);
+    return { autoloadUrl, client, slider: modelNamed(doc, 'ping').id, sent: 0 };
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** Moves the slider and waits for the server's answer: one round trip through every hop. */

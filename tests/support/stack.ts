@@ -92,6 +92,7 @@ export async function startStack({
   if (publicOrigins === 'derived' && extraOrigins.length > 0) throw new Error('extraOrigins needs publicOrigins: "given"');
   const key = secretKey === 'random' ? randomBytes(33).toString('base64url') : undefined;
   const port = await getPort({ host: '127.0.0.1' });
+  const portB = secondGateway ? await getPort({ host: '127.0.0.1' }) : undefined;
   const ports = nginx ? { http: await getPort({ host: '127.0.0.1' }), https: await getPort({ host: '127.0.0.1' }) } : undefined;
   // The derived list, in the programs' order; NGINX_HTTPS_PORT is the compose default without nginx.
   const derived = ['localhost', '127.0.0.1']
@@ -104,9 +105,10 @@ export async function startStack({
           ...(ports ? [`https://127.0.0.1:${ports.https}`, `https://localhost:${ports.https}`] : []),
           `http://127.0.0.1:${port}`,
           `http://localhost:${port}`,
+          // The second gateway is a front door of its own: its pages embed its own address.
+          ...(portB ? [`http://127.0.0.1:${portB}`, `http://localhost:${portB}`] : []),
           ...extraOrigins,
         ];
-  const portB = secondGateway ? await getPort({ host: '127.0.0.1' }) : undefined;
   let environmentForCompose: Record<string, string> = {
     GATEWAY_PORT: String(port),
     ...(portB ? { GATEWAY_B_PORT: String(portB) } : {}),
