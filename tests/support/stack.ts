@@ -90,6 +90,7 @@ export async function startStack({
   secondGateway = false,
 }: StackOptions = {}): Promise<Stack> {
   if (publicOrigins === 'derived' && extraOrigins.length > 0) throw new Error('extraOrigins needs publicOrigins: "given"');
+  if (publicOrigins === 'derived' && secondGateway) throw new Error('secondGateway needs publicOrigins: "given" (its port is one of the origins)');
   const key = secretKey === 'random' ? randomBytes(33).toString('base64url') : undefined;
   const port = await getPort({ host: '127.0.0.1' });
   const portB = secondGateway ? await getPort({ host: '127.0.0.1' }) : undefined;
