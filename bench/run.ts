@@ -14,6 +14,7 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { measureFloods } from './flood.js';
 import { capacity, http, push, roundTrips } from './measure.js';
 import { markdown, readme, Recorder, targets, type MetricSpec, type Results } from './report.js';
 import { bokehJsUrls } from '../client/bokeh-client.js';
@@ -38,6 +39,9 @@ interface Settings {
   httpStatic: { duration: number } | { amount: number };
   httpAutoload: { duration: number } | { amount: number };
   capacitySessions: number;
+  /** The flood scenario (flood.ts), once after the repetitions. */
+  floodSeconds: number;
+  floodConcurrency: number;
 }
 
 const FULL: Settings = {
@@ -54,6 +58,8 @@ const FULL: Settings = {
   // A fixed count, not a duration: each autoload.js request makes a Bokeh session.
   httpAutoload: { amount: 500 },
   capacitySessions: 500,
+  floodSeconds: 10,
+  floodConcurrency: 32,
 };
 
 const SMOKE: Settings = {
@@ -69,6 +75,8 @@ const SMOKE: Settings = {
   httpStatic: { amount: 20 },
   httpAutoload: { amount: 20 },
   capacitySessions: 5,
+  floodSeconds: 2,
+  floodConcurrency: 4,
 };
 
 /** Paths that the HTTP test skips: stock Bokeh serves HTTP exactly as direct Bokeh does. */
@@ -248,6 +256,8 @@ async function main(): Promise<void> {
         failures.push(`Gateway: capacity: ${(err as Error).message}`);
       }
     }
+    // Last: with the limits off, the flood leaves Bokeh holding its sessions.
+    await measureFloods(stack, settings.floodSeconds, settings.floodConcurrency, recorder, failures, log);
     if (failures.length)
       process.stderr.write(`bench: ${failures.length} failures; the stack's last log lines:\n${await stack.logs(40).catch(() => '(none)')}\n`);
   } catch (err) {

@@ -54,6 +54,10 @@ export interface BenchStack {
   restartGateway(): Promise<void>;
   /** The last lines of every service's log, for a failure report. */
   logs(lines: number): Promise<string>;
+  /** Runs a command in a service's container; its standard output. */
+  exec(service: 'gateway' | 'bokeh', command: string[]): Promise<string>;
+  /** Starts the gateway again with these settings on top of the bench's, waits until it is healthy. */
+  recreateGateway(settings: Record<string, string>): Promise<void>;
   down(): Promise<void>;
 }
 
@@ -70,6 +74,17 @@ async function docker(args: string[], env: NodeJS.ProcessEnv = process.env): Pro
     throw new Error(`docker ${args.join(' ')} failed:\n${stdout ?? ''}${stderr ?? ''}`, { cause: err });
   }
 }
+
+/**
+ * The bench measures the relay with hundreds of sessions from one client address, which the
+ * per-client limits exist to refuse: they are off, except in the flood scenario (flood.ts).
+ */
+export const LIMITS_OFF: Record<string, string> = {
+  RATE_LIMIT_SESSION_STARTS: '0',
+  RATE_LIMIT_WEBSOCKETS: '0',
+  MAX_WEBSOCKETS_PER_CLIENT: '0',
+  MAX_SESSIONS_PER_REPLICA: '0',
+};
 
 /** Builds the images the stack uses (compose reuses its cache, so an unchanged tree is quick). */
 export async function buildImages(): Promise<void> {
@@ -118,6 +133,7 @@ export async function startBenchStack(log: (line: string) => void): Promise<Benc
     // Per-request access logs cost the same on every path but would flood the containers' logs.
     LOG_LEVEL: 'warn',
     BOKEH_LOG_LEVEL: 'warning',
+    ...LIMITS_OFF,
   };
   const compose = composeArgs(project);
   const down = async () => {
@@ -131,7 +147,8 @@ export async function startBenchStack(log: (line: string) => void): Promise<Benc
     await down().catch(() => undefined);
     throw new Error(`${(err as Error).message}\nlast log lines:\n${logs}`, { cause: err });
   }
-  const gatewayContainer = (await docker([...compose, 'ps', '-q', 'gateway'], env)).trim();
+  let gatewayContainer = (await docker([...compose, 'ps', '-q', 'gateway'], env)).trim();
+  const bokehContainer = (await docker([...compose, 'ps', '-q', 'bokeh'], env)).trim();
   return {
     project,
     paths,
@@ -149,6 +166,12 @@ export async function startBenchStack(log: (line: string) => void): Promise<Benc
         if (Date.now() > deadline) throw new Error('the gateway did not become healthy within 60 s of a restart');
         await new Promise((done) => setTimeout(done, 500));
       }
+    },
+    exec: (service, command) => docker(['exec', service === 'gateway' ? gatewayContainer : bokehContainer, ...command]),
+    async recreateGateway(settings) {
+      const withSettings = { ...env, ...settings };
+      await docker([...compose, 'up', '-d', '--wait', '--no-build', '--no-deps', '--force-recreate', 'gateway'], withSettings);
+      gatewayContainer = (await docker([...compose, 'ps', '-q', 'gateway'], withSettings)).trim();
     },
     logs: (lines) => docker([...compose, 'logs', '--no-color', '--timestamps', '--tail', String(lines)], env),
     down,

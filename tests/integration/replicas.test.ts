@@ -388,7 +388,7 @@ describe('replicas coming and going (bare-dev)', () => {
 });
 
 describe('three replicas behind NGINX', () => {
-  const stack = useStack({ nginx: true, replicas: 3 });
+  const stack = useStack({ front: 'nginx', replicas: 3 });
 
   test(`${LOADS} page loads through NGINX make exactly ${LOADS} Bokeh sessions, spread over all three, each WebSocket on its autoload.js's replica`, async () => {
     await untilServing(stack().url, 3);
