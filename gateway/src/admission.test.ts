@@ -80,3 +80,31 @@ test('a CORS preflight for autoload.js creates no session', async () => {
   expect(result).toMatchObject({ ok: true, candidate: { route: { kind: 'autoload' } } });
   expect(result.candidate.sessionId).toBeUndefined();
 });
+
+test("with a host app, an upgrade outside the prefix is the host app's: checked up to sign-in, without Bokeh's session rules", async () => {
+  expect(await pipeline().admit('upgrade', request('GET', '/live', upgradeHeaders))).toMatchObject({ ok: false, error: { status: 404, code: 'NOT_FOUND' } });
+  const hosted = pipeline({ HOST_APP_URL: 'http://flask:8000', AUTH_MODE: 'basic', AUTH_BASIC_USERS: ALICE });
+  expect(await hosted.admit('upgrade', request('GET', '/live', { ...upgradeHeaders, origin: 'https://evil.example' }))).toMatchObject({
+    error: { code: 'ORIGIN_NOT_ALLOWED' },
+  });
+  expect(await hosted.admit('upgrade', request('GET', '/live', upgradeHeaders))).toMatchObject({ error: { code: 'UNAUTHENTICATED' } });
+  const authorization = `Basic ${Buffer.from('alice:wonderland').toString('base64')}`;
+  const admitted = await hosted.admit('upgrade', request('GET', '/live', { ...upgradeHeaders, authorization }));
+  expect(admitted).toMatchObject({ ok: true, candidate: { forHostApp: true, user: 'alice' } });
+  expect(admitted.candidate.sessionId).toBeUndefined();
+});
+
+test("a relative bokeh-absolute-url, as server_document('/bokeh/ping') sends it, is completed with the page's public origin", async () => {
+  const result = await pipeline().admit(
+    'http',
+    request('GET', '/bokeh/ping/autoload.js?bokeh-autoload-element=x&bokeh-app-path=/bokeh/ping&bokeh-absolute-url=/bokeh/ping&n=3'),
+  );
+  const sent = new URL(result.candidate.upstreamUrl!, 'http://bokeh.invalid').searchParams;
+  expect(sent.get('bokeh-absolute-url')).toBe('http://localhost:8000/bokeh/ping');
+  expect(sent.get('n')).toBe('3');
+  const absolute = await pipeline().admit(
+    'http',
+    request('GET', '/bokeh/ping/autoload.js?bokeh-autoload-element=x&bokeh-absolute-url=https://other.example/bokeh/ping'),
+  );
+  expect(new URL(absolute.candidate.upstreamUrl!, 'http://bokeh.invalid').searchParams.get('bokeh-absolute-url')).toBe('https://other.example/bokeh/ping');
+});

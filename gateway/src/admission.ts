@@ -13,6 +13,9 @@
  * for the same reason, so a flood of upgrades is refused before it costs anything, and long
  * before a byte of it reaches Bokeh.
  *
+ * With a host app (HOST_APP_URL), an upgrade outside the prefix is the host app's: it goes
+ * through the same checks up to sign-in, and host-app.ts relays it.
+ *
  * Health probes never come here (server.ts mounts them first).
  */
 import type { IncomingMessage } from 'node:http';
@@ -39,6 +42,8 @@ export interface Candidate {
   /** The raw query, without "?", when there is one. */
   readonly query: string | undefined;
   route?: BokehRoute;
+  /** An upgrade outside the prefix, for the host app (HOST_APP_URL) rather than Bokeh. */
+  forHostApp?: boolean;
   /** Who signed in; undefined when anonymous. */
   user?: string | undefined;
   /** The Bokeh session this request creates (HTTP) or joins (upgrade). */
@@ -102,7 +107,14 @@ export function admissionPipeline({ config, auth, view, shuttingDown, newSession
       run(candidate) {
         const upgrade = candidate.transport === 'upgrade';
         // Pages and the gateway's own files are not Bokeh's: the routers after this decide.
-        if (!underPrefix(candidate.path, config.bokehPrefix)) return upgrade ? notASocket : 'admit';
+        if (!underPrefix(candidate.path, config.bokehPrefix)) {
+          if (!upgrade) return 'admit';
+          if (config.hostAppUrl === undefined) return notASocket;
+          // The host app's own WebSockets: the handshake, Origin, shutdown and sign-in checks
+          // guard them as they guard Bokeh's; Bokeh's session rules do not apply.
+          candidate.forHostApp = true;
+          return undefined;
+        }
         // An upgrade's method is the handshake check's to judge, with a clearer message.
         const result = classifyBokehRequest(upgrade ? 'GET' : candidate.req.method!, candidate.path, config.bokehPrefix, config.apps);
         if (!result.ok) return result.error;
@@ -188,6 +200,7 @@ export function admissionPipeline({ config, auth, view, shuttingDown, newSession
       on: ['http', 'upgrade'],
       run(candidate) {
         const { req } = candidate;
+        if (candidate.forHostApp === true) return undefined;
         if (candidate.transport === 'upgrade') {
           const offered = subprotocols(req);
           const admitted = admitSocket(config, offered, candidate.user);
@@ -197,7 +210,7 @@ export function admissionPipeline({ config, auth, view, shuttingDown, newSession
           return undefined;
         }
         if (!startsSession(candidate)) return undefined;
-        const started = startSession(config, req, forwardedHeaders(req, candidate.view), candidate.user, newSessionId);
+        const started = startSession(config, req, forwardedHeaders(req, candidate.view), candidate.view.origin, candidate.user, newSessionId);
         if (!started.ok) {
           if (started.error.code === 'AT_CAPACITY') limits?.noteRefusal('replica_sessions', candidate.view.ip, started.error);
           return started.error;

@@ -95,6 +95,21 @@ describe('loadConfig', () => {
   });
 });
 
+describe('HOST_APP_URL', () => {
+  test('unset by default: the gateway serves its own pages', () => {
+    expect(loadConfig({}).hostAppUrl).toBeUndefined();
+    expect(loadConfig({ HOST_APP_URL: '  ' }).hostAppUrl).toBeUndefined();
+  });
+
+  test('an origin of the host app, as the gateway reaches it', () => {
+    expect(loadConfig({ HOST_APP_URL: 'http://flask:8000' }).hostAppUrl?.origin).toBe('http://flask:8000');
+  });
+
+  test.each(['flask:8000', 'ftp://flask', 'http://flask:8000/app'])('%s is refused with the fix', (value) => {
+    expect(problems({ HOST_APP_URL: value })).toEqual([expect.stringMatching(/^HOST_APP_URL=.* Set HOST_APP_URL to the scheme, host and port of your app/)]);
+  });
+});
+
 describe('secret key and authentication', () => {
   test('the signing key is required, and the message says how to make one', () => {
     const found = problems({}, false);

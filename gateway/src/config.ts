@@ -60,6 +60,8 @@ interface Settings {
   maxSessionsPerReplica: number;
   /** Port of the /metrics listener (metrics.ts); 0: no metrics. */
   metricsPort: number;
+  /** The team's own web app, which gets every request outside the prefix and the health routes. */
+  hostAppUrl: URL | undefined;
 }
 
 /** The gateway's configuration: the settings, with the secret key and user list read. */
@@ -452,6 +454,13 @@ const settings = {
     doc: "Port of the gateway's Prometheus metrics listener (GET /metrics), apart from the public port and on LISTEN_ADDRESS; 0 turns metrics off. The compose file sets 9464 and publishes it nowhere: Prometheus reaches it on the backend network.",
     fix: 'a TCP port other than PORT, e.g. METRICS_PORT=9464, or 0 for no metrics',
     schema: integer(0, 65535),
+  },
+  hostAppUrl: {
+    env: 'HOST_APP_URL',
+    default: '',
+    doc: "Your own web app (Flask, Django, Express...) as the gateway reaches it, e.g. http://flask:8000: every request outside BOKEH_PREFIX and the health routes goes to it, WebSockets included, after the same sign-in, so it and the Bokeh apps share one origin. The gateway's own index and app pages step aside. Unset: the gateway serves its own pages.",
+    fix: "the scheme, host and port of your app as the gateway reaches it, e.g. HOST_APP_URL=http://flask:8000, or nothing for the gateway's own pages",
+    schema: orUnset(origin),
   },
 } satisfies { [K in keyof Settings]: Setting<Settings[K]> };
 

@@ -43,6 +43,10 @@ export const ERROR_CODES = [
   'BOKEH_BAD_GATEWAY',
   'BOKEH_TIMEOUT',
   'BOKEH_REFUSED',
+  // The host app behind the gateway (HOST_APP_URL)
+  'HOST_APP_UNAVAILABLE',
+  'HOST_APP_BAD_GATEWAY',
+  'HOST_APP_TIMEOUT',
   // The gateway itself
   'INTERNAL',
 ] as const;
@@ -80,14 +84,28 @@ const UPSTREAM_FAILURES: Record<string, { status: number; what: string }> = {
   ECONNABORTED: { status: 504, what: 'did not answer in time' },
 };
 
-export function upstreamError(err: NodeJS.ErrnoException, upstream: string): GatewayError {
+function failure(err: NodeJS.ErrnoException): { status: number; what: string } {
   const known = err.code === undefined ? undefined : UPSTREAM_FAILURES[err.code];
-  const status = known?.status ?? 502;
   const what = known?.what ?? `failed (${err.message})`;
+  return { status: known?.status ?? 502, what: `${what}${err.code ? ` [${err.code}]` : ''}` };
+}
+
+export function upstreamError(err: NodeJS.ErrnoException, upstream: string): GatewayError {
+  const { status, what } = failure(err);
   return {
     status,
     code: status === 504 ? 'BOKEH_TIMEOUT' : status === 503 ? 'BOKEH_UNAVAILABLE' : 'BOKEH_BAD_GATEWAY',
-    message: `The Bokeh server at ${upstream} ${what}${err.code ? ` [${err.code}]` : ''}. The gateway keeps running and will reconnect when Bokeh is back.`,
+    message: `The Bokeh server at ${upstream} ${what}. The gateway keeps running and will reconnect when Bokeh is back.`,
+  };
+}
+
+/** The same failures, from the host app (HOST_APP_URL): the page names it, so nobody blames Bokeh. */
+export function hostAppError(err: NodeJS.ErrnoException, hostApp: string): GatewayError {
+  const { status, what } = failure(err);
+  return {
+    status,
+    code: status === 504 ? 'HOST_APP_TIMEOUT' : status === 503 ? 'HOST_APP_UNAVAILABLE' : 'HOST_APP_BAD_GATEWAY',
+    message: `The host app at ${hostApp} ${what}. The Bokeh apps under the gateway keep working; this page comes back when the host app does.`,
   };
 }
 

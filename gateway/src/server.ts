@@ -1,7 +1,7 @@
 /**
- * The gateway: pages, health, the HTTP proxy and the WebSocket relay on one HTTP server, and
- * its orderly shutdown. `startGateway` and `GatewayServer.close` are all that main.ts and the
- * tests need.
+ * The gateway: pages (or the host app in their place), health, the HTTP proxy and the WebSocket
+ * relay on one HTTP server, and its orderly shutdown. `startGateway` and `GatewayServer.close`
+ * are all that main.ts and the tests need.
  */
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -17,6 +17,7 @@ import { clientView, ProxyTrust } from './forwarded.js';
 import { healthRouter } from './health.js';
 import { clientLimits } from './limits.js';
 import { createMetrics, noMetrics, startMetricsServer, type Metrics } from './metrics.js';
+import { hostApp } from './host-app.js';
 import { pagesRouter } from './pages.js';
 import { httpProxy } from './proxy.js';
 import { sessionProxy } from './session-proxy.js';
@@ -76,6 +77,8 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
   // The relay is made next; the check runs per upgrade, long after.
   const admission = admissionPipeline({ config, auth, view, shuttingDown: () => relay.shuttingDown, newSessionId: () => upstreams.newSessionId(), limits });
   const relay = webSocketRelay(config, upstreams, admission, log, metrics);
+  // With a host app, it owns every path outside the prefix and the gateway's pages step aside.
+  const hostAppProxy = config.hostAppUrl === undefined ? undefined : hostApp(config, config.hostAppUrl, admission, view, log);
   const app = express();
   app.disable('x-powered-by');
   app.set('query parser', 'simple');
@@ -105,7 +108,8 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
   if (config.staticCacheBytes > 0) app.use(staticCache(config, upstreams, log));
   app.use(sessionProxy(config, upstreams, view, log, metrics));
   app.use(httpProxy(config, upstreams, view, log, metrics));
-  app.use(pagesRouter(config, view));
+  if (hostAppProxy === undefined) app.use(pagesRouter(config, view));
+  else app.use(hostAppProxy.http);
   app.use((req: Request, res: Response) => {
     sendError(req, res, { status: 404, code: 'NOT_FOUND', message: `Nothing here. Apps are at /apps/<name> and Bokeh itself under ${config.bokehPrefix}/.` });
   });
@@ -132,7 +136,7 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
   );
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     trust.prepare(req).then(
-      () => relay.handleUpgrade(req, socket, head),
+      () => (hostAppProxy?.owns(req) === true ? hostAppProxy.handleUpgrade(req, socket, head) : relay.handleUpgrade(req, socket, head)),
       () => socket.destroy(),
     );
   });
@@ -175,6 +179,7 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
       const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       await relay.closeAll(CLOSE.goingAway, 'Gateway shutting down', config.shutdownTimeoutMs);
+      hostAppProxy?.closeAll();
       const left = Math.max(0, config.shutdownTimeoutMs - (Date.now() - started));
       const timer = setTimeout(() => server.closeAllConnections(), left);
       await stopped;

@@ -78,6 +78,7 @@ export function startSession(
   config: Config,
   req: IncomingMessage,
   forwarded: Record<string, string>,
+  origin: string,
   user: string | undefined,
   newSessionId: () => string | undefined = () => generateSessionId(config.secretKey),
 ): SessionStart {
@@ -101,6 +102,7 @@ export function startSession(
     return refused(403, 'BAD_SESSION_ID', "The session id is not signed with this deployment's key. Leave it out and the gateway starts a new session.");
   }
   url.searchParams.delete('bokeh-session-id');
+  completeAbsoluteUrl(url, origin);
   const extraPayload = requestPayload(req, url, forwarded, user);
   const withId = (sessionId: string): string => {
     const signed = new URL(url);
@@ -128,6 +130,17 @@ export function atCapacity(config: Config): GatewayError {
 
 /** Unused sessions are dropped after 15 s and Bokeh checks every 17 s: room comes back within that. */
 const AT_CAPACITY_RETRY_S = 15;
+
+/**
+ * `server_document("/bokeh/sliders")`, the way a host app on the same origin embeds an app, sends
+ * the path alone as `bokeh-absolute-url`. Bokeh builds its static URLs from that URL's scheme and
+ * host (it would write ":///bokeh/static/...") and BokehJS its WebSocket URL (`new URL()` of a
+ * path throws), so a path is completed with the public origin the request came in on.
+ */
+function completeAbsoluteUrl(url: URL, origin: string): void {
+  const given = url.searchParams.get('bokeh-absolute-url');
+  if (given?.startsWith('/') && !given.startsWith('//')) url.searchParams.set('bokeh-absolute-url', `${origin}${given}`);
+}
 
 /** A token that may open its session, with the session's id, or why it may not. */
 export type TokenAdmission = { ok: true; sessionId: string } | { ok: false; error: GatewayError };

@@ -13,12 +13,14 @@ import { promisify } from 'node:util';
 export default async function globalSetup(): Promise<void> {
   const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
   const started = Date.now();
-  process.stdout.write('\n[integration] building stack images (docker compose build, the dev-mode gateway, paas/Dockerfile)...\n');
+  process.stdout.write('\n[integration] building stack images (docker compose build, the example Flask app, the dev-mode gateway, paas/Dockerfile)...\n');
   const run = promisify(execFile);
   // The all-in-one image for single-port hosts is not a compose service; it takes the same base images.
   const baseImages = ['PYTHON_IMAGE', 'NODE_IMAGE'].flatMap((name) => (process.env[name] ? ['--build-arg', `${name}=${process.env[name]}`] : []));
   try {
     await run('docker', ['compose', '--profile', '*', 'build'], { cwd: root, maxBuffer: 64 * 1024 * 1024 });
+    // The example host app of compose.flask.yml, an override file that no profile reaches.
+    await run('docker', ['compose', '-f', 'docker-compose.yml', '-f', 'compose.flask.yml', 'build', 'flask'], { cwd: root, maxBuffer: 64 * 1024 * 1024 });
     // Dev mode's gateway image: the `deps` stage of gateway/Dockerfile, mostly cached by the build above.
     await run('docker', ['compose', '-f', 'docker-compose.yml', '-f', 'compose.dev.yml', 'build', 'gateway'], { cwd: root, maxBuffer: 64 * 1024 * 1024 });
     await run('docker', ['build', '-f', 'paas/Dockerfile', '-t', `bokeh-gateway-stack/app:${process.env.IMAGE_TAG || 'local'}`, ...baseImages, '.'], {
