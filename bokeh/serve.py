@@ -23,7 +23,8 @@ Settings (an empty value counts as unset):
   BOKEH_DEV              true/false (default false): restart Bokeh whenever a file under apps/ changes,
                          so a new session runs the edited app (dev mode, compose.dev.yml)
 
-Arguments given to this script are appended to `bokeh serve`, e.g. `--num-procs 2`.
+Arguments given to this script are appended to `bokeh serve`, e.g. `--keep-alive 1000`. `--num-procs`
+is refused (exit status 2): run replicas instead (BOKEH_REPLICAS, or docker compose up --scale bokeh=N).
 If the first argument is not an option it is run as a command instead (a shell, the tests).
 A bad setting stops the launcher with exit status 2 and a one-line message.
 """
@@ -40,7 +41,7 @@ from launcher.argv import build_argv, describe
 from launcher.devmode import run_dev
 from launcher.nodelay import install_nodelay
 from launcher.replica import install_replica
-from launcher.settings import ConfigError, load_config
+from launcher.settings import ConfigError, check_extra_args, load_config
 
 
 def main(args: Sequence[str] | None = None) -> None:
@@ -49,6 +50,7 @@ def main(args: Sequence[str] | None = None) -> None:
         os.execvp(extra[0], extra)
 
     try:
+        check_extra_args(extra)
         config = load_config(os.environ)
     except ConfigError as error:
         print(f"serve: {error}", file=sys.stderr)

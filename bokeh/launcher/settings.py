@@ -283,6 +283,31 @@ def load_secret_key(environ: Mapping[str, str]) -> tuple[str, str]:
     return check_secret_key(f"the key in BOKEH_SECRET_KEY_FILE={path}", key), f"BOKEH_SECRET_KEY_FILE={path}"
 
 
+def check_extra_args(args: Sequence[str]) -> None:
+    """Refuse `bokeh serve` options that break the stack; other options pass through untouched.
+
+    --num-procs forks processes that share one port with no session affinity: the kernel hands
+    a page's HTTP request and its WebSocket to any of them, and Bokeh then makes a second,
+    orphaned session for the same id (bokeh/bokeh#7091). Replicas behind the gateway, which
+    keeps each session on the replica that made it, are the way to run more than one.
+    """
+    for index, arg in enumerate(args):
+        name, equals, value = arg.partition("=")
+        # Bokeh's argparse also takes any unambiguous abbreviation, down to "--n".
+        if len(name) < 3 or not "--num-procs".startswith(name):
+            continue
+        if not equals:
+            value = args[index + 1] if index + 1 < len(args) else ""
+        if DIGITS.fullmatch(value) and int(value) == 1:
+            continue
+        raise ConfigError(
+            f'--num-procs is not supported (got "{value}"): several Bokeh processes behind one port have '
+            "no session affinity, so a page's HTTP request and its WebSocket can reach different processes "
+            "(bokeh/bokeh#7091); run replicas instead (the gateway keeps each session on one replica): "
+            "BOKEH_REPLICAS=3 in .env, or docker compose up --scale bokeh=3"
+        )
+
+
 def load_config(environ: Mapping[str, str]) -> Config:
     """Read and check every setting; raises ConfigError on the first bad one."""
     port = parse_port(_get(environ, "BOKEH_PORT"))

@@ -23,7 +23,7 @@ sys.path.insert(0, str(SERVE_DIR))
 from launcher.apps import find_apps  # noqa: E402
 from launcher.argv import build_argv, describe  # noqa: E402
 from launcher.devmode import app_files  # noqa: E402
-from launcher.settings import ConfigError  # noqa: E402
+from launcher.settings import ConfigError, check_extra_args  # noqa: E402
 from launcher.settings import load_config as load_config_from  # noqa: E402
 
 APPS = [Path("/app/apps/ping"), Path("/app/apps/sliders")]
@@ -369,22 +369,63 @@ class SecretKey(unittest.TestCase):
 
 class Passthrough(unittest.TestCase):
     def test_extra_args_come_last(self):
-        extra = ["--num-procs", "2", "--session-ids", "external-signed"]
+        extra = ["--keep-alive", "1000", "--session-ids", "external-signed"]
         argv = argv_for({}, extra)
         self.assertEqual(argv[-4:], extra)
         self.assertEqual(argv[: len(argv) - 4], argv_for({}))
 
     def test_log_line_hides_option_values(self):
         config = load_config({"BOKEH_NODELAY": "off"})
-        line = describe(config, APPS, ["--num-procs", "2", "--something=hidden-value"])
+        line = describe(config, APPS, ["--keep-alive", "1000", "--something=hidden-value"])
         self.assertNotIn("hidden-value", line)
-        self.assertIn("extra=--num-procs,--something", line)
+        self.assertIn("extra=--keep-alive,--something", line)
         self.assertIn("nodelay=off", line)
         self.assertIn(
             "ws_origins=localhost:8000,127.0.0.1:8000,localhost:8443,127.0.0.1:8443,localhost:8444,127.0.0.1:8444 (from PUBLIC_ORIGINS)",
             line,
         )
         self.assertNotIn("\n", line)
+
+
+class NumProcs(unittest.TestCase):
+    """--num-procs runs processes without session affinity; the launcher points at replicas."""
+
+    def message(self, args):
+        with self.assertRaises(ConfigError) as caught:
+            check_extra_args(args)
+        return str(caught.exception)
+
+    def test_more_than_one_process_is_refused_in_both_forms(self):
+        for args in (
+            ["--num-procs", "2"],
+            ["--num-procs=3"],
+            ["--num-procs", "0"],
+            ["--keep-alive", "1000", "--num-procs", "4"],
+            ["--num-procs"],
+            ["--num-procs=many"],
+            ["--num", "2"],
+            ["--num-p=2"],
+        ):
+            with self.subTest(args=args):
+                message = self.message(args)
+                self.assertTrue(message.startswith("--num-procs is not supported"), message)
+                self.assertIn("bokeh/bokeh#7091", message)
+                self.assertIn("HTTP request and its WebSocket can reach different processes", message)
+                self.assertIn("BOKEH_REPLICAS=3", message)
+                self.assertIn("docker compose up --scale bokeh=3", message)
+                self.assertNotIn("\n", message)
+
+    def test_one_process_and_other_options_pass(self):
+        for args in (
+            [],
+            ["--num-procs", "1"],
+            ["--num-procs=1"],
+            ["--keep-alive", "1000"],
+            ["--num-procs-x=2"],
+            ["-", "2"],
+        ):
+            with self.subTest(args=args):
+                self.assertIsNone(check_extra_args(args))
 
 
 class DevMode(unittest.TestCase):
@@ -455,6 +496,19 @@ class Launcher(unittest.TestCase):
         self.assertEqual(
             result.stderr, 'serve: BOKEH_PREFIX must start with "/" (got "bokeh"); set BOKEH_PREFIX=/bokeh\n'
         )
+
+    def test_num_procs_exits_2_with_one_line_that_points_at_replicas(self):
+        for args in (["--num-procs", "2"], ["--num-procs=2"]):
+            with self.subTest(args=args):
+                result = self.run_serve(args, BOKEH_SECRET_KEY=KEY)
+                self.assertEqual(result.returncode, 2)
+                self.assertTrue(
+                    result.stderr.startswith('serve: --num-procs is not supported (got "2"): '), result.stderr
+                )
+                self.assertEqual(result.stderr.count("\n"), 1, result.stderr)
+                self.assertIn("bokeh/bokeh#7091", result.stderr)
+                self.assertIn("BOKEH_REPLICAS=3", result.stderr)
+                self.assertIn("docker compose up --scale bokeh=3", result.stderr)
 
     def test_command_instead_of_options(self):
         result = self.run_serve([sys.executable, "-c", "print('ran')"])

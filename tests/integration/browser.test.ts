@@ -22,7 +22,9 @@ import {
   modelsPresent,
   modelValue,
   openApp,
+  peak,
   screenshot,
+  sliderRoundTrip,
   waitForColumn,
   type AppPage,
 } from '../support/browser.js';
@@ -46,8 +48,6 @@ const STREAM_WAIT_MS = 5_000;
 /** Per test: a page load with BokehJS takes 1-3 s on a 2-core machine; the rest is waiting on purpose. */
 const TIMEOUT_MS = 30_000;
 
-const peak = (values: number[]) => Math.max(...values.map(Math.abs));
-
 /** Opens an app page and records the session id that Bokeh put in the token of its autoload.js. */
 async function openAppWithSession(context: BrowserContext, url: string): Promise<AppPage & { sessionId: string }> {
   let sessionId = '';
@@ -65,22 +65,6 @@ async function openAppWithSession(context: BrowserContext, url: string): Promise
   } finally {
     context.off('page', record);
   }
-}
-
-/** Moves the Amplitude slider one step right with the keyboard, as a user can. */
-async function nudgeAmplitude(page: Page): Promise<void> {
-  const handle = page.locator('.bk-Slider').filter({ hasText: 'Amplitude' }).locator('.noUi-handle');
-  await handle.focus();
-  await handle.press('ArrowRight');
-}
-
-/** Amplitude 1.0 -> 1.1 in the page, and the server's recomputed wave comes back with peak 1.1. */
-async function sliderRoundTrip(page: Page): Promise<void> {
-  expect(peak(await column(page, 'source', 'y'))).toBeCloseTo(1.0, 2);
-  await nudgeAmplitude(page);
-  expect(await modelValue(page, 'amplitude')).toBeCloseTo(1.1, 5);
-  // The browser only changes the slider; a new wave in the data means the server's callback ran.
-  await waitForColumn(page, 'source', 'y', (y) => Math.abs(peak(y) - 1.1) < 0.01, 5_000, 'the wave recomputed by the server');
 }
 
 /**

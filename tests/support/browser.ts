@@ -211,3 +211,22 @@ export async function screenshot(page: Page, name: string): Promise<string> {
   await page.screenshot({ path, fullPage: true });
   return path;
 }
+
+/** The largest magnitude in a column: the amplitude of the sliders app's wave. */
+export const peak = (values: number[]): number => Math.max(...values.map(Math.abs));
+
+/** Moves the Amplitude slider one step right with the keyboard, as a user can. */
+export async function nudgeAmplitude(page: Page): Promise<void> {
+  const handle = page.locator('.bk-Slider').filter({ hasText: 'Amplitude' }).locator('.noUi-handle');
+  await handle.focus();
+  await handle.press('ArrowRight');
+}
+
+/** Amplitude 1.0 -> 1.1 in the page, and the server's recomputed wave comes back with peak 1.1. */
+export async function sliderRoundTrip(page: Page): Promise<void> {
+  expect(peak(await column(page, 'source', 'y'))).toBeCloseTo(1.0, 2);
+  await nudgeAmplitude(page);
+  expect(await modelValue(page, 'amplitude')).toBeCloseTo(1.1, 5);
+  // The browser only changes the slider; a new wave in the data means the server's callback ran.
+  await waitForColumn(page, 'source', 'y', (y) => Math.abs(peak(y) - 1.1) < 0.01, 5_000, 'the wave recomputed by the server');
+}

@@ -20,6 +20,8 @@ export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..
 export const COMPOSE_FILE = 'docker-compose.yml';
 /** The dev-mode override, used on top of COMPOSE_FILE. */
 export const DEV_COMPOSE_FILE = 'compose.dev.yml';
+/** Adds `gateway-b`, a second gateway with its own loopback port (StackOptions.secondGateway). */
+export const TWO_GATEWAYS_COMPOSE_FILE = 'tests/support/compose.two-gateways.yml';
 export const PREFIX = '/bokeh';
 
 export const run = promisify(execFile);
@@ -61,9 +63,20 @@ export interface Stack {
   nginx?: FrontDoor;
   /** The apache layout's front, when the stack runs with the apache profile. */
   apache?: FrontDoor;
+  /** The second gateway (StackOptions.secondGateway), e.g. http://127.0.0.1:49153. */
+  gatewayB?: string;
+  /** The compose project as started, for compose commands of a test's own (a scale-up). */
+  project: ComposeProject;
   compose: StartedDockerComposeEnvironment;
   container(service: string): StartedTestContainer;
   down(): Promise<void>;
+}
+
+export interface ComposeProject {
+  name: string;
+  files: string[];
+  profiles: string[];
+  environment: Record<string, string>;
 }
 
 export interface StackOptions {
@@ -87,6 +100,10 @@ export interface StackOptions {
    * GATEWAY_PORT and NGINX_HTTPS_PORT.
    */
   publicOrigins?: 'given' | 'derived';
+  /** How many Bokeh replicas to start (BOKEH_REPLICAS; unset: the compose file's default, one). */
+  replicas?: number;
+  /** Start a second gateway, `gateway-b`, on its own loopback port (TWO_GATEWAYS_COMPOSE_FILE). */
+  secondGateway?: boolean;
 }
 
 export async function startStack({
@@ -97,10 +114,14 @@ export async function startStack({
   secretKey = 'random',
   extraOrigins = [],
   publicOrigins = 'given',
+  replicas,
+  secondGateway = false,
 }: StackOptions = {}): Promise<Stack> {
   if (publicOrigins === 'derived' && extraOrigins.length > 0) throw new Error('extraOrigins needs publicOrigins: "given"');
+  if (publicOrigins === 'derived' && secondGateway) throw new Error('secondGateway needs publicOrigins: "given" (its port is one of the origins)');
   const key = secretKey === 'random' ? randomBytes(33).toString('base64url') : undefined;
   const port = await getPort({ host: '127.0.0.1' });
+  const portB = secondGateway ? await getPort({ host: '127.0.0.1' }) : undefined;
   const ports = front ? { http: await getPort({ host: '127.0.0.1' }), https: await getPort({ host: '127.0.0.1' }) } : undefined;
   // The derived list, in the programs' order; a front that is not started keeps its compose default.
   const httpsPort = (name: FrontName) => (front === name ? ports!.https : FRONTS[name].defaultHttpsPort);
@@ -114,10 +135,14 @@ export async function startStack({
           ...(ports ? [`https://127.0.0.1:${ports.https}`, `https://localhost:${ports.https}`] : []),
           `http://127.0.0.1:${port}`,
           `http://localhost:${port}`,
+          // The second gateway is a front door of its own: its pages embed its own address.
+          ...(portB ? [`http://127.0.0.1:${portB}`, `http://localhost:${portB}`] : []),
           ...extraOrigins,
         ];
   let environmentForCompose: Record<string, string> = {
     GATEWAY_PORT: String(port),
+    ...(portB ? { GATEWAY_B_PORT: String(portB) } : {}),
+    ...(replicas === undefined ? {} : { BOKEH_REPLICAS: String(replicas) }),
     ...(publicOrigins === 'given' ? { PUBLIC_ORIGINS: origins.join(',') } : {}),
     ...(key ? { BOKEH_SECRET_KEY: key } : {}),
     ...environment,
@@ -132,13 +157,17 @@ export async function startStack({
       ...environmentForCompose,
     };
   }
-  let composer = new DockerComposeEnvironment(REPO_ROOT, composeFiles)
+  const files = secondGateway ? [...composeFiles, TWO_GATEWAYS_COMPOSE_FILE] : composeFiles;
+  const name = `testcontainers-${randomBytes(6).toString('hex')}`;
+  let composer = new DockerComposeEnvironment(REPO_ROOT, files)
+    .withProjectName(name)
     .withEnvironment(environmentForCompose)
     .withDefaultWaitStrategy(Wait.forHealthCheck())
     // keygen runs once and exits; the services wait for it to finish.
     .withWaitStrategy('keygen-1', Wait.forOneShotStartup())
     .withStartupTimeout(180_000);
-  if (front || profiles.length > 0) composer = composer.withProfiles(...(front ? [front] : []), ...profiles);
+  const allProfiles = [...(front ? [front] : []), ...profiles];
+  if (allProfiles.length > 0) composer = composer.withProfiles(...allProfiles);
   const compose = await composer.up();
   const container = (service: string) => compose.getContainer(`${service}-1`);
   let door: FrontDoor | undefined;
@@ -152,6 +181,8 @@ export async function startStack({
     origins,
     secretKey: key === undefined ? undefined : Buffer.from(key),
     ...(front && door ? { [front]: door } : {}),
+    ...(portB ? { gatewayB: `http://127.0.0.1:${portB}` } : {}),
+    project: { name, files, profiles: allProfiles, environment: environmentForCompose },
     compose,
     container,
     down: async () => {
@@ -187,19 +218,23 @@ export function request(url: string, options: { ca?: Buffer; headers?: Record<st
 
 /**
  * What a browser does with an app page: load it, follow its embed script to autoload.js, open
- * the WebSocket with the token from there, and pull the document.
+ * the WebSocket with the token from there, and pull the document. `wsVia` sends the WebSocket
+ * to another front door of the same stack (a second gateway), with the page's origin.
  */
 export async function openAppPage(
   origin: string,
   app: string,
   ca?: Buffer,
+  wsVia: string = origin,
 ): Promise<{ page: string; autoloadUrl: string; js: string; client: BokehClient; doc: unknown }> {
   const tls = ca ? { ca } : {};
-  const page = (await request(`${origin}/apps/${app}`, tls)).body;
+  const pageReply = await request(`${origin}/apps/${app}`, tls);
+  if (pageReply.status !== 200) throw new Error(`the app page answered ${pageReply.status}: ${pageReply.body.slice(0, 200)}`);
+  const page = pageReply.body;
   const autoloadUrl = autoloadSrc(page);
   const autoload = await request(autoloadUrl, tls);
   if (autoload.status !== 200) throw new Error(`autoload.js answered ${autoload.status}`);
-  const client = await BokehClient.connect(`${origin.replace(/^http/, 'ws')}${PREFIX}/${app}/ws`, tokenFromAutoload(autoload.body), { origin, ...tls });
+  const client = await BokehClient.connect(`${wsVia.replace(/^http/, 'ws')}${PREFIX}/${app}/ws`, tokenFromAutoload(autoload.body), { origin, ...tls });
   return { page, autoloadUrl, js: autoload.body, client, doc: await client.pullDocument() };
 }
 
