@@ -1,8 +1,10 @@
 /**
  * The gateway's cost, measured side by side with direct Bokeh, NGINX -> Bokeh, NGINX -> gateway
- * and stock Bokeh, all in one stack and one run (method and latest results: bench/README.md).
+ * and stock Bokeh, all in one stack and one run; then, in a second stack, 1, 2 and 3 Bokeh
+ * replicas behind the gateway and behind Bokeh's own recipe, NGINX `least_conn` (method and
+ * latest results: bench/README.md).
  *
- *   npm run bench                 full run (about 5 minutes on 2 cores), results in bench/results/
+ *   npm run bench                 full run (about 10 minutes on 2 cores), results in bench/results/
  *                                 and bench/README.md
  *   npm run bench -- --smoke      seconds, tiny counts: proves every path and the output work
  *
@@ -14,11 +16,24 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { capacity, http, push, roundTrips } from './measure.js';
+import { capacity, http, interactions, push, roundTrips } from './measure.js';
 import { markdown, readme, Recorder, targets, type MetricSpec, type Results } from './report.js';
 import { bokehJsUrls } from '../client/bokeh-client.js';
 import { autoloadUrl, get } from './session.js';
-import { buildImages, describeMachine, PATH_ORDER, REPO_ROOT, startBenchStack, type BenchPath, type BenchStack, type PathId } from './stack.js';
+import {
+  buildImages,
+  describeMachine,
+  PATH_ORDER,
+  REPLICA_PATHS,
+  REPO_ROOT,
+  startBenchStack,
+  startReplicaStack,
+  type BenchPath,
+  type BenchStack,
+  type PathId,
+  type ReplicaPathId,
+  type ReplicaStack,
+} from './stack.js';
 
 const MIB = 1024 * 1024;
 
@@ -38,6 +53,11 @@ interface Settings {
   httpStatic: { duration: number } | { amount: number };
   httpAutoload: { duration: number } | { amount: number };
   capacitySessions: number;
+  /** Bokeh replica counts of the replica stack, walked up and down in turn. */
+  replicas: number[];
+  /** Concurrent `cpu` sessions, each making interactions back to back for `cpuSeconds`. */
+  cpuSessions: number;
+  cpuSeconds: number;
 }
 
 const FULL: Settings = {
@@ -54,6 +74,11 @@ const FULL: Settings = {
   // A fixed count, not a duration: each autoload.js request makes a Bokeh session.
   httpAutoload: { amount: 500 },
   capacitySessions: 500,
+  replicas: [1, 2, 3],
+  // Enough sessions to keep three replicas busy; each one waits for its reply before it sends
+  // again, as a user does.
+  cpuSessions: 12,
+  cpuSeconds: 5,
 };
 
 const SMOKE: Settings = {
@@ -69,6 +94,9 @@ const SMOKE: Settings = {
   httpStatic: { amount: 20 },
   httpAutoload: { amount: 20 },
   capacitySessions: 5,
+  replicas: [1, 2, 3],
+  cpuSessions: 3,
+  cpuSeconds: 1,
 };
 
 /** Paths that the HTTP test skips: stock Bokeh serves HTTP exactly as direct Bokeh does. */
@@ -172,6 +200,167 @@ async function measurePath(path: BenchPath, s: Settings, recorder: Recorder, fai
   }
 }
 
+const plural = (count: number, word: string) => `${count} ${word}${count === 1 ? '' : 's'}`;
+
+/**
+ * One repetition of the replica scenarios: at each replica count, the `cpu` app's interactions
+ * per second on both paths with the Bokeh sessions each page load made (counted by Bokeh), and
+ * the gateway's ping round trip at the fewest and the most replicas. Figures are recorded at the
+ * end, in a fixed order, as ratios to one replica within the same repetition too.
+ */
+async function measureReplicas(stack: ReplicaStack, s: Settings, rep: number, recorder: Recorder, failures: string[]): Promise<void> {
+  const cpuGroup = `Replicas (cpu app: ${s.cpuSessions} sessions, each making interactions back to back for ${s.cpuSeconds} s; one interaction = a PATCH-DOC -> ~20 ms of Python -> a PATCH-DOC back; NGINX → Bokeh is Bokeh's recipe, least_conn)`;
+  const rtGroup = 'Gateway round trip with replicas (ping app, 1 session)';
+  const counts = rep % 2 === 1 ? s.replicas : [...s.replicas].reverse();
+  const at = new Map(
+    s.replicas.map((count) => [
+      count,
+      { ips: {} as Partial<Record<ReplicaPathId, number>>, sessions: {} as Partial<Record<ReplicaPathId, number>>, rt: undefined as number | undefined },
+    ]),
+  );
+  const fewest = Math.min(...s.replicas);
+  const most = Math.max(...s.replicas);
+  for (const count of counts) {
+    try {
+      await stack.scale(count);
+    } catch (err) {
+      failures.push(`Replicas: scaling to ${count}: ${(err as Error).message}`);
+      log(`replicas: scaling to ${count} FAILED: ${(err as Error).message}`);
+      continue;
+    }
+    const order = rep % 2 === 1 ? REPLICA_PATHS : [...REPLICA_PATHS].reverse();
+    for (const id of order) {
+      const path = stack.paths[id];
+      try {
+        await stack.idle();
+        const before = await stack.sessionsCreated();
+        const r = await interactions(path, s.cpuSessions, s.cpuSeconds);
+        const created = (await stack.sessionsCreated()) - before;
+        log(
+          `${path.label}, ${plural(count, 'replica')}: ${r.interactions} interactions, ${r.interactionsPerSecond.toFixed(1)}/s; ` +
+            `${created} Bokeh sessions for ${r.pageLoads} page loads`,
+        );
+        at.get(count)!.ips[id] = r.interactionsPerSecond;
+        at.get(count)!.sessions[id] = created / r.pageLoads;
+        if (r.failures) failures.push(`${path.label}, ${plural(count, 'replica')}: ${r.failures} cpu sessions or interactions failed (first: ${r.firstError})`);
+      } catch (err) {
+        failures.push(`${path.label}, ${plural(count, 'replica')}: interactions: ${(err as Error).message}`);
+        log(`${path.label}, ${plural(count, 'replica')}: interactions FAILED: ${(err as Error).message}`);
+      }
+    }
+    if (count === fewest || count === most) {
+      try {
+        const r = await roundTrips(stack.paths.gateway, 1, s.roundTrips, s.roundTripSeconds);
+        log(`Gateway, ${plural(count, 'replica')}: 1 session, ${r.roundTrips} round trips, p50 ${r.p50.toFixed(2)} ms`);
+        at.get(count)!.rt = r.p50;
+        if (r.failures) failures.push(`Gateway, ${plural(count, 'replica')}: ${r.failures} round trips failed`);
+      } catch (err) {
+        failures.push(`Gateway, ${plural(count, 'replica')}: round trips: ${(err as Error).message}`);
+      }
+    }
+  }
+
+  for (const count of s.replicas) {
+    for (const id of REPLICA_PATHS) {
+      const value = at.get(count)?.ips[id];
+      if (value !== undefined)
+        recorder.add(
+          { id: `replicas.ips.r${count}`, group: cpuGroup, label: `${plural(count, 'replica')}, interactions/s`, unit: '/s', better: 'higher' },
+          id,
+          value,
+        );
+    }
+  }
+  for (const count of s.replicas.filter((c) => c !== fewest)) {
+    for (const id of REPLICA_PATHS) {
+      const value = at.get(count)?.ips[id];
+      const base = at.get(fewest)?.ips[id];
+      if (value !== undefined && base)
+        recorder.add(
+          {
+            id: `replicas.ips.r${count}vs${fewest}`,
+            group: cpuGroup,
+            label: `${plural(count, 'replica')} vs ${fewest}, interactions/s`,
+            unit: '×',
+            better: 'higher',
+            compare: false,
+          },
+          id,
+          value / base,
+        );
+    }
+  }
+  for (const count of s.replicas) {
+    for (const id of REPLICA_PATHS) {
+      const value = at.get(count)?.sessions[id];
+      if (value !== undefined)
+        recorder.add(
+          {
+            id: `replicas.sessions.r${count}`,
+            group: cpuGroup,
+            label: `Bokeh sessions per page load, ${plural(count, 'replica')}`,
+            unit: '',
+            better: 'lower',
+            compare: false,
+          },
+          id,
+          value,
+        );
+    }
+  }
+  for (const count of [fewest, most]) {
+    const value = at.get(count)?.rt;
+    if (value !== undefined)
+      recorder.add(
+        { id: `replicas.rt.r${count}.p50`, group: rtGroup, label: `${plural(count, 'replica')}, p50`, unit: 'ms', better: 'lower' },
+        'gateway',
+        value,
+      );
+  }
+  const rtFewest = at.get(fewest)?.rt;
+  const rtMost = at.get(most)?.rt;
+  if (rtFewest && rtMost && most !== fewest)
+    recorder.add(
+      {
+        id: `replicas.rt.r${most}vs${fewest}.p50`,
+        group: rtGroup,
+        label: `${plural(most, 'replica')} vs ${fewest}, p50`,
+        unit: '×',
+        better: 'lower',
+        compare: false,
+      },
+      'gateway',
+      rtMost / rtFewest,
+    );
+}
+
+/**
+ * Runs `body` against a started stack and takes the stack down afterwards, or on Ctrl-C. When
+ * anything failed, the stack's last log lines go to stderr before it is gone.
+ */
+async function withStack(stack: { logs(lines: number): Promise<string>; down(): Promise<void> }, failures: string[], body: () => Promise<void>): Promise<void> {
+  const stop = () => {
+    log('interrupted: taking the stack down');
+    void stack.down().finally(() => process.exit(130));
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  const failedBefore = failures.length;
+  try {
+    await body();
+    if (failures.length > failedBefore)
+      process.stderr.write(`bench: ${failures.length - failedBefore} failures; the stack's last log lines:\n${await stack.logs(40).catch(() => '(none)')}\n`);
+  } catch (err) {
+    process.stderr.write(`bench: the stack's last log lines:\n${await stack.logs(40).catch(() => '(none)')}\n`);
+    throw err;
+  } finally {
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
+    log('taking the stack down');
+    await stack.down();
+  }
+}
+
 /** bench/README.md: the fixed text of bench/README.template.md with this run's tables. */
 async function writeReadme(file: string, results: Results): Promise<void> {
   const template = await readFile(resolve(REPO_ROOT, 'bench/README.template.md'), 'utf8');
@@ -209,17 +398,10 @@ async function main(): Promise<void> {
     log(`building images (IMAGE_TAG=${process.env.IMAGE_TAG ?? 'local'})`);
     await buildImages();
   }
-  const stack = await startBenchStack(log);
-  const stop = () => {
-    log('interrupted: taking the stack down');
-    void stack.down().finally(() => process.exit(130));
-  };
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
-
   const recorder = new Recorder();
   const failures: string[] = [];
-  try {
+  const stack = await startBenchStack(log);
+  await withStack(stack, failures, async () => {
     await waitForPaths(stack);
     const staticJs = await staticJsPath(stack);
     for (let rep = 1; rep <= settings.reps; rep += 1) {
@@ -248,16 +430,24 @@ async function main(): Promise<void> {
         failures.push(`Gateway: capacity: ${(err as Error).message}`);
       }
     }
-    if (failures.length)
-      process.stderr.write(`bench: ${failures.length} failures; the stack's last log lines:\n${await stack.logs(40).catch(() => '(none)')}\n`);
+  });
+
+  // The replica scenarios need a stack of their own: replicas cannot share the published port
+  // of the direct path, and the paths above all measure one Bokeh.
+  let replicaStack: ReplicaStack | undefined;
+  try {
+    replicaStack = await startReplicaStack(log);
   } catch (err) {
-    process.stderr.write(`bench: the stack's last log lines:\n${await stack.logs(40).catch(() => '(none)')}\n`);
-    throw err;
-  } finally {
-    process.off('SIGINT', stop);
-    process.off('SIGTERM', stop);
-    log('taking the stack down');
-    await stack.down();
+    failures.push(`Replicas: the replica stack did not start: ${(err as Error).message}`);
+  }
+  if (replicaStack) {
+    const replicas = replicaStack;
+    await withStack(replicas, failures, async () => {
+      for (let rep = 1; rep <= settings.reps; rep += 1) {
+        log(`replicas: repetition ${rep} of ${settings.reps}`);
+        await measureReplicas(replicas, settings, rep, recorder, failures);
+      }
+    });
   }
 
   const metrics = recorder.results();
