@@ -42,6 +42,8 @@ export interface Candidate {
   sessionId?: string;
   /** For a request that creates a session: what to ask Bokeh for instead, with the token in it. */
   upstreamUrl?: string;
+  /** For a session whose id the gateway chose: the same request for another fresh id (sessions.ts). */
+  withSessionId?: (sessionId: string) => string;
   /** The subprotocols an upgrade offered ("bokeh" and the token, when valid). */
   offered?: string[];
 }
@@ -69,9 +71,11 @@ export interface AdmissionOptions {
   view: (req: IncomingMessage) => ClientView;
   /** True once the gateway refuses new WebSocket sessions. */
   shuttingDown: () => boolean;
+  /** An id for a new session, tagged for the replica that will hold it (upstream.ts). */
+  newSessionId?: () => string;
 }
 
-export function admissionPipeline({ config, auth, view, shuttingDown }: AdmissionOptions): AdmissionPipeline {
+export function admissionPipeline({ config, auth, view, shuttingDown, newSessionId }: AdmissionOptions): AdmissionPipeline {
   const allowedOrigins = new Set(config.publicOrigins.map((origin) => origin.origin));
   const notASocket: GatewayError = { status: 404, code: 'NOT_FOUND', message: `WebSocket connections are served only at ${config.bokehPrefix}/<app>/ws.` };
 
@@ -170,10 +174,11 @@ export function admissionPipeline({ config, auth, view, shuttingDown }: Admissio
         }
         // Pages and autoload.js create sessions; a CORS preflight does not.
         if ((route?.kind !== 'document' && route?.kind !== 'autoload') || req.method === 'OPTIONS') return undefined;
-        const started = startSession(config, req, forwardedHeaders(req, candidate.view), candidate.user);
+        const started = startSession(config, req, forwardedHeaders(req, candidate.view), candidate.user, newSessionId);
         if (!started.ok) return started.error;
         candidate.upstreamUrl = started.upstreamUrl;
         candidate.sessionId = started.sessionId;
+        if (started.withId !== undefined) candidate.withSessionId = started.withId;
         return undefined;
       },
     },
@@ -206,13 +211,14 @@ export function httpAdmission(pipeline: AdmissionPipeline) {
   return (req: Request, res: Response, next: NextFunction): void => {
     pipeline.admit('http', req).then((admission) => {
       if (!admission.ok) return sendError(req, res, admission.error);
-      const { user, route, upstreamUrl, sessionId } = admission.candidate;
+      const { user, route, upstreamUrl, sessionId, withSessionId } = admission.candidate;
       res.locals.user = user;
       if (route !== undefined) res.locals.bokehRoute = route;
       if (upstreamUrl !== undefined) {
         req.url = upstreamUrl;
         delete req.headers['bokeh-session-id'];
         res.locals.sessionId = sessionId;
+        if (withSessionId !== undefined) res.locals.withSessionId = withSessionId;
       }
       next();
     }, next);

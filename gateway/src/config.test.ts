@@ -26,7 +26,8 @@ describe('loadConfig', () => {
   test('defaults describe the bare-dev stack', () => {
     const config = loadConfig({});
     expect(config.port).toBe(8000);
-    expect(config.bokehUrl.origin).toBe('http://bokeh:5006');
+    expect(config.bokehUrls.map((url) => url.origin)).toEqual(['http://bokeh:5006']);
+    expect(config.discoveryIntervalMs).toBe(2000);
     expect(config.bokehPrefix).toBe('/bokeh');
     expect(config.apps).toEqual(['sliders', 'stream', 'ping']);
     expect(config.publicOrigins.map((origin) => origin.origin)).toEqual([

@@ -15,8 +15,13 @@ interface Settings {
   /** Address and port the gateway listens on. */
   listenAddress: string;
   port: number;
-  /** Where Bokeh answers, as seen from the gateway (an internal address, never shown to browsers). */
-  bokehUrl: URL;
+  /**
+   * Where the Bokeh replicas answer, as seen from the gateway (internal addresses, never shown to
+   * browsers). Every address a host name resolves to is one replica (upstream.ts).
+   */
+  bokehUrls: URL[];
+  /** How often the gateway resolves those names again and checks every replica. */
+  discoveryIntervalMs: number;
   /** Path prefix that Bokeh serves every route under; the gateway proxies everything below it. */
   bokehPrefix: string;
   /** Apps the gateway embeds and lets WebSockets reach, in index order. */
@@ -205,12 +210,19 @@ const settings = {
     fix: 'a TCP port such as PORT=8000',
     schema: integer(0, 65535),
   },
-  bokehUrl: {
+  bokehUrls: {
     env: 'BOKEH_URL',
     default: 'http://bokeh:5006',
-    doc: 'Base URL of the Bokeh server as the gateway reaches it (internal; never shown to browsers).',
-    fix: 'the scheme, host and port of the Bokeh server, e.g. BOKEH_URL=http://bokeh:5006',
-    schema: origin,
+    doc: 'Base URLs of the Bokeh replicas as the gateway reaches them (internal; never shown to browsers), comma-separated. Each host name is resolved to all its addresses, and each address is one replica, so one service name covers every replica (docker compose --scale, Swarm tasks, a Kubernetes headless Service).',
+    fix: 'the scheme, host and port of the Bokeh service, e.g. BOKEH_URL=http://bokeh:5006, or several, e.g. BOKEH_URL=http://bokeh-a:5006,http://bokeh-b:5006',
+    schema: list(origin).refine((urls) => new Set(urls.map((url) => url.origin)).size === urls.length, 'lists a URL twice'),
+  },
+  discoveryIntervalMs: {
+    env: 'BOKEH_DISCOVERY_INTERVAL_MS',
+    default: '2000',
+    doc: "How often the gateway resolves BOKEH_URL's names again and asks every Bokeh replica for its state (serving, draining, down) and load. New replicas get sessions, and dead or draining ones stop getting them, within about this time.",
+    fix: 'milliseconds between 200 and 60000',
+    schema: integer(200, 60_000),
   },
   bokehPrefix: {
     env: 'BOKEH_PREFIX',

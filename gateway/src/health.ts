@@ -38,24 +38,11 @@ function checkApp(config: Config, upstream: Upstream, app: string): Promise<AppC
   });
 }
 
-/** One Bokeh server's readiness: it serves every configured app. */
-export interface ReplicaCheck {
-  bokeh: string;
-  ready: boolean;
-  apps: AppCheck[];
-}
-
 /**
- * An app is ready when every replica serves it; each failing app reports the first replica's
- * reason. With one replica that is simply its own answer.
+ * Ready while at least one serving replica serves every app: users can load every app. `apps` is
+ * that replica's answer; when none qualifies, each app shows why, from the first replica that
+ * failed it. `replicas` lists every replica found, with its state and load.
  */
-function appsAcross(config: Config, replicas: readonly ReplicaCheck[]): AppCheck[] {
-  return config.apps.map((app, index) => {
-    const checks = replicas.map((replica) => replica.apps[index]!);
-    return checks.find((check) => !check.ok) ?? checks[0] ?? { app, ok: false, message: 'no Bokeh server is configured' };
-  });
-}
-
 export function healthRouter(config: Config, upstreams: Upstreams, stats: () => Record<string, number>): Router {
   const router = Router();
   const noStore = (res: Response) => res.set('Cache-Control', 'no-store');
@@ -65,17 +52,28 @@ export function healthRouter(config: Config, upstreams: Upstreams, stats: () => 
   });
 
   router.get('/readyz', async (_req: Request, res: Response) => {
-    const replicas = await Promise.all(
-      upstreams.all().map(async (upstream): Promise<ReplicaCheck> => {
-        const apps = await Promise.all(config.apps.map((app) => checkApp(config, upstream, app)));
-        return { bokeh: upstream.origin, ready: apps.every((check) => check.ok), apps };
-      }),
-    );
-    const apps = appsAcross(config, replicas);
-    const ready = apps.every((check) => check.ok);
+    const states = new Map(upstreams.replicas().map((replica) => [replica.url, replica.state]));
+    // Draining and dead replicas start no session; a gateway that knows no replica yet tries the configured URL.
+    const asked = upstreams.all().filter((upstream) => {
+      const state = states.get(upstream.origin);
+      return state === undefined || state === 'serving' || state === 'starting';
+    });
+    const checked = await Promise.all(asked.map((upstream) => Promise.all(config.apps.map((app) => checkApp(config, upstream, app)))));
+    const serving = checked.find((apps) => apps.every((check) => check.ok));
+    const apps =
+      serving ??
+      config.apps.map(
+        (app, index) =>
+          checked.map((replica) => replica[index]!).find((check) => !check.ok) ?? {
+            app,
+            ok: false,
+            message: `no Bokeh replica at ${upstreams.name} serves new sessions`,
+          },
+      );
+    const ready = serving !== undefined;
     noStore(res)
       .status(ready ? 200 : 503)
-      .json({ status: ready ? 'ready' : 'unavailable', bokeh: upstreams.name, apps, replicas });
+      .json({ status: ready ? 'ready' : 'unavailable', bokeh: upstreams.name, apps, replicas: upstreams.replicas() });
   });
 
   return router;

@@ -12,5 +12,7 @@ declare module 'express-serve-static-core' {
     bokehRoute?: BokehRoute;
     /** The Bokeh session a page or autoload.js request creates; its answer carries the token. */
     sessionId?: string;
+    /** When the gateway chose that id: the request's URL for another fresh id (sessions.ts). */
+    withSessionId?: (sessionId: string) => string;
   }
 }

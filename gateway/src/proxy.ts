@@ -1,11 +1,10 @@
 /**
- * HTTP reverse proxy for the Bokeh routes that admission.ts lets through: static files,
- * metadata, and the app pages and autoload.js, which come with a signed session token already
- * in their URL (`res.locals.sessionId` names that session). WebSocket upgrades are not handled
- * here but in websocket.ts, from the server's `upgrade` event.
+ * HTTP reverse proxy for the Bokeh routes that admission.ts lets through and that start no
+ * session: static files, metadata, CORS preflights. Requests that start a session (an app's page,
+ * autoload.js) go through session-proxy.ts, and WebSocket upgrades through websocket.ts, from the
+ * server's `upgrade` event. Any serving replica answers these (upstream.ts).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Response } from 'express';
 import { createProxyMiddleware, proxyEventsPlugin, type RequestHandler } from 'http-proxy-middleware';
 import type { Logger } from 'pino';
 import { underPrefix } from './bokeh-paths.js';
@@ -13,9 +12,6 @@ import type { Config } from './config.js';
 import { sendError, upstreamError } from './errors.js';
 import { forwardedHeaders, type ClientView } from './forwarded.js';
 import type { Upstream, Upstreams } from './upstream.js';
-
-/** The session a request creates (admission.ts); the proxy is mounted in Express, so `res` is Express's. */
-const sessionOf = (res: ServerResponse | undefined): string | undefined => (res as Response | undefined)?.locals.sessionId;
 
 export function httpProxy(
   config: Config,
@@ -26,10 +22,9 @@ export function httpProxy(
   /** The Bokeh each request went to, for the message when it fails. */
   const chosen = new WeakMap<IncomingMessage, Upstream>();
   return createProxyMiddleware<IncomingMessage, ServerResponse>({
-    // Asked per request: a request that creates a session goes where that session will live.
-    router: (req, res, options) => {
-      const session = sessionOf(res);
-      const upstream = session === undefined ? upstreams.any() : upstreams.forSession(session);
+    // Asked per request, so that each goes to a replica that serves now.
+    router: (req, _res, options) => {
+      const upstream = upstreams.any();
       chosen.set(req, upstream);
       // `options` is this request's own copy of the proxy's options.
       options.agent = upstream.agent;
@@ -45,10 +40,6 @@ export function httpProxy(
     ejectPlugins: true,
     plugins: [proxyEventsPlugin],
     on: {
-      proxyRes: (proxyRes, _req, res) => {
-        // The answer embeds this visitor's token: no cache may keep it or hand it to another.
-        if (sessionOf(res) !== undefined) proxyRes.headers['cache-control'] = 'no-store';
-      },
       proxyReq: (proxyReq, req) => {
         for (const [name, value] of Object.entries(forwardedHeaders(req, view(req)))) proxyReq.setHeader(name, value);
         // Our own timer rather than the proxy's proxyTimeout, which ends the request as a plain

@@ -17,6 +17,7 @@ import { clientView, ProxyTrust } from './forwarded.js';
 import { healthRouter } from './health.js';
 import { pagesRouter } from './pages.js';
 import { httpProxy } from './proxy.js';
+import { sessionProxy } from './session-proxy.js';
 import { staticCache } from './static-cache.js';
 import { createUpstreams, type Upstreams } from './upstream.js';
 import { webSocketRelay } from './websocket.js';
@@ -62,9 +63,11 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
     return cached;
   };
 
-  const upstreams = createUpstreams(config);
+  const upstreams = createUpstreams(config, log);
+  // The first requests find the replicas already known.
+  await upstreams.start();
   // The relay is made next; the check runs per upgrade, long after.
-  const admission = admissionPipeline({ config, auth, view, shuttingDown: () => relay.shuttingDown });
+  const admission = admissionPipeline({ config, auth, view, shuttingDown: () => relay.shuttingDown, newSessionId: () => upstreams.newSessionId() });
   const relay = webSocketRelay(config, upstreams, admission, log);
   const app = express();
   app.disable('x-powered-by');
@@ -92,6 +95,7 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
   app.use(healthRouter(config, upstreams, () => ({ openWebSockets: relay.openSessions })));
   app.use(httpAdmission(admission));
   if (config.staticCacheBytes > 0) app.use(staticCache(config, upstreams, log));
+  app.use(sessionProxy(config, upstreams, view, log));
   app.use(httpProxy(config, upstreams, view, log));
   app.use(pagesRouter(config, view));
   app.use((req: Request, res: Response) => {

@@ -60,8 +60,13 @@ export function requestPayload(req: IncomingMessage, url: URL, forwarded: Record
   return { headers, cookies, arguments: args, user: user ?? null };
 }
 
-/** A session may start: what to ask Bokeh for, and the id of the session it will open. */
-export type SessionStart = { ok: true; upstreamUrl: string; sessionId: string } | { ok: false; error: GatewayError };
+/**
+ * A session may start: what to ask Bokeh for, and the id of the session it will open. When the
+ * gateway chose the id itself, `withId` gives the same request for another fresh id: a request
+ * that met a draining or dead replica is sent again, for a session on another one, before Bokeh
+ * has seen the first id anywhere.
+ */
+export type SessionStart = { ok: true; upstreamUrl: string; sessionId: string; withId?: (sessionId: string) => string } | { ok: false; error: GatewayError };
 
 const refused = (status: number, code: ErrorCode, message: string): SessionStart => ({ ok: false, error: { status, code, message } });
 
@@ -69,7 +74,13 @@ const refused = (status: number, code: ErrorCode, message: string): SessionStart
  * The URL to request from Bokeh for a request that creates a session: the client's own URL with
  * a signed token in `bokeh-token`, or a refusal that says what was wrong.
  */
-export function startSession(config: Config, req: IncomingMessage, forwarded: Record<string, string>, user: string | undefined): SessionStart {
+export function startSession(
+  config: Config,
+  req: IncomingMessage,
+  forwarded: Record<string, string>,
+  user: string | undefined,
+  newSessionId: () => string = () => generateSessionId(config.secretKey),
+): SessionStart {
   const url = new URL(req.url ?? '/', 'http://gateway.invalid');
   const tokens = url.searchParams.getAll('bokeh-token');
   const idArgs = url.searchParams.getAll('bokeh-session-id');
@@ -86,23 +97,22 @@ export function startSession(config: Config, req: IncomingMessage, forwarded: Re
     return { ok: true, upstreamUrl: url.pathname + url.search, sessionId: checked.sessionId };
   }
 
-  let sessionId: string;
-  if (ids.length === 1) {
-    sessionId = ids[0]!;
-    if (!checkSessionIdSignature(sessionId, config.secretKey)) {
-      return refused(403, 'BAD_SESSION_ID', "The session id is not signed with this deployment's key. Leave it out and the gateway starts a new session.");
-    }
-  } else {
-    sessionId = generateSessionId(config.secretKey);
+  if (ids.length === 1 && !checkSessionIdSignature(ids[0]!, config.secretKey)) {
+    return refused(403, 'BAD_SESSION_ID', "The session id is not signed with this deployment's key. Leave it out and the gateway starts a new session.");
   }
   url.searchParams.delete('bokeh-session-id');
-  const token = generateToken(sessionId, {
-    secretKey: config.secretKey,
-    expiresInSeconds: config.sessionTokenExpirationS,
-    extraPayload: requestPayload(req, url, forwarded, user),
-  });
-  url.searchParams.append('bokeh-token', token);
-  return { ok: true, upstreamUrl: url.pathname + url.search, sessionId };
+  const extraPayload = requestPayload(req, url, forwarded, user);
+  const withId = (sessionId: string): string => {
+    const signed = new URL(url);
+    signed.searchParams.append(
+      'bokeh-token',
+      generateToken(sessionId, { secretKey: config.secretKey, expiresInSeconds: config.sessionTokenExpirationS, extraPayload }),
+    );
+    return signed.pathname + signed.search;
+  };
+  if (ids.length === 1) return { ok: true, upstreamUrl: withId(ids[0]!), sessionId: ids[0]! };
+  const sessionId = newSessionId();
+  return { ok: true, upstreamUrl: withId(sessionId), sessionId, withId };
 }
 
 /** A token that may open its session, with the session's id, or why it may not. */

@@ -60,6 +60,12 @@ async function startUpstream(): Promise<Upstream> {
   // Tornado's StaticFileHandler: ETag is the file's SHA-512 (the same digest as ?v=), ten years
   // of Cache-Control only when the URL has a v argument, Range answered with 206, no compression.
   const server: Server = createServer(async (req, res) => {
+    // The gateway's replica checks (upstream.ts) are not requests these tests count; a Bokeh
+    // without the launcher's status route answers them with 404.
+    if (req.url === '/bokeh/_replica') {
+      res.statusCode = 404;
+      return res.end();
+    }
     seen.push(`${req.method} ${req.url}`);
     headers.push(req.headers);
     if (held) await held;

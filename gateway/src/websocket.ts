@@ -20,12 +20,12 @@ import type { AdmissionPipeline } from './admission.js';
 import type { Config } from './config.js';
 import { answerOnSocket, type GatewayError } from './errors.js';
 import { clientCloseFrame } from './frames.js';
-import type { Upstreams } from './upstream.js';
+import { MAX_REPLICA_ATTEMPTS, type Upstream, type Upstreams } from './upstream.js';
 import { CLOSE } from './ws-constants.js';
 import { destroyOnError, switchingProtocols } from './ws-handshake.js';
 import { RelayPair } from './ws-pair.js';
 import { RelayRegistry } from './ws-registry.js';
-import { openBokehSide, type BokehSideEvents } from './ws-upstream.js';
+import { openBokehSide, type BokehSideEvents, type TryAnother } from './ws-upstream.js';
 
 export interface WebSocketRelay {
   /** The HTTP server's `upgrade` listener. */
@@ -65,28 +65,37 @@ export function webSocketRelay(config: Config, upstreams: Upstreams, admission: 
   function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     // A reset from the client must never become an uncaught exception.
     destroyOnError(socket);
-    admission.admit('upgrade', req).then(
-      (result) => {
-        const { path, query, view, route, user, sessionId, offered } = result.candidate;
-        const meta = { path: path.slice(0, 200), ip: view.ip };
-        if (!result.ok) return refuse(socket, result.error, meta);
-        // Admitted upgrades have passed the route and session checks, which set these.
-        const pathAndQuery = `${path}${query === undefined ? '' : `?${query}`}`;
-        openBokehSide(
-          req,
-          socket,
-          head,
-          view,
-          upstreams.forSession(sessionId!),
-          offered!,
-          pathAndQuery,
-          config.upstreamTimeoutMs,
-          { ...meta, app: route!.app, user },
-          bokehSide,
-        );
-      },
-      () => socket.destroy(),
-    );
+    admission
+      .admit('upgrade', req)
+      .then(
+        (result) => {
+          const { path, query, view, route, user, sessionId, offered } = result.candidate;
+          const meta = { path: path.slice(0, 200), ip: view.ip };
+          if (!result.ok) return refuse(socket, result.error, meta);
+          // Admitted upgrades have passed the route and session checks, which set these.
+          const pathAndQuery = `${path}${query === undefined ? '' : `?${query}`}`;
+          const handshakeMeta = { ...meta, app: route!.app, user };
+          const tried = new Set<Upstream>();
+          const open = (upstream: Upstream) => {
+            // A replica that drains or died made no session: the one that takes the session over
+            // (upstream.ts) is asked instead, before the browser hears anything.
+            const tryAnother: TryAnother = (error, failure) => {
+              if (failure.replica !== undefined) upstreams.report(upstream, failure.replica);
+              tried.add(upstream);
+              if (!failure.retry || tried.size >= MAX_REPLICA_ATTEMPTS || !socket.writable) return false;
+              upstreams.forSession(sessionId!, tried).then(
+                (next) => (tried.has(next) ? refuse(socket, error, handshakeMeta) : open(next)),
+                () => socket.destroy(),
+              );
+              return true;
+            };
+            openBokehSide(req, socket, head, view, upstream, offered!, pathAndQuery, config.upstreamTimeoutMs, handshakeMeta, bokehSide, tryAnother);
+          };
+          return upstreams.forSession(sessionId!).then(open);
+        },
+        () => socket.destroy(),
+      )
+      .catch(() => socket.destroy());
   }
 
   return {

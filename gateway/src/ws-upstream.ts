@@ -9,7 +9,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { upstreamError, type GatewayError } from './errors.js';
 import { forwardedHeaders, type ClientView } from './forwarded.js';
-import type { Upstream } from './upstream.js';
+import { failureOf, refusedForDrain, type ReplicaFailure, type Upstream } from './upstream.js';
 import { acceptKey, destroyOnError } from './ws-handshake.js';
 
 /** What Bokeh accepted, for the browser's 101. */
@@ -29,6 +29,14 @@ export interface BokehSideEvents {
   refused(browser: Duplex, error: GatewayError, meta: Record<string, unknown>): void;
 }
 
+/**
+ * Asked when Bokeh's side failed before the browser was answered, with what the failure says
+ * about the replica; returns true when it takes over (it asks another replica), so the browser
+ * is not refused yet. Made per upgrade: the handshake's listeners, which hold it, are removed
+ * once Bokeh accepts.
+ */
+export type TryAnother = (error: GatewayError, failure: ReplicaFailure) => boolean;
+
 /** Opens Bokeh's side of the handshake, with the browser's key and subprotocols. */
 export function openBokehSide(
   req: IncomingMessage,
@@ -41,6 +49,7 @@ export function openBokehSide(
   timeoutMs: number,
   meta: Record<string, unknown>,
   on: BokehSideEvents,
+  tryAnother?: TryAnother,
 ): void {
   const key = req.headers['sec-websocket-key']!;
   const headers: Record<string, string> = {
@@ -63,12 +72,13 @@ export function openBokehSide(
   // Until the relay owns the browser's socket, losing that socket must release Bokeh's.
   const releaseUpstream = () => upstream.destroy();
   socket.once('close', releaseUpstream);
-  const fail = (error: GatewayError) => {
+  const fail = (error: GatewayError, failure: ReplicaFailure = { retry: false }) => {
     if (answered) return;
     answered = true;
     socket.off('close', releaseUpstream);
-    on.refused(socket, error, meta);
     upstream.destroy();
+    if (tryAnother?.(error, failure) === true) return;
+    on.refused(socket, error, meta);
   };
 
   // A timer of our own: ClientRequest.setTimeout leaves a listener on the socket that would keep
@@ -77,8 +87,9 @@ export function openBokehSide(
     upstream.destroy(Object.assign(new Error(`no answer within ${timeoutMs} ms`), { code: 'ETIMEDOUT' }));
   }, timeoutMs);
   upstream.once('close', () => clearTimeout(timer));
-  upstream.on('error', (err: NodeJS.ErrnoException) => fail(upstreamError(err, bokehServer.origin)));
+  upstream.on('error', (err: NodeJS.ErrnoException) => fail(upstreamError(err, bokehServer.origin), failureOf(err)));
   upstream.on('response', (res) => {
+    const drains = refusedForDrain(res);
     let body = '';
     res.setEncoding('utf8');
     res.on('data', (chunk: string) => {
@@ -94,7 +105,13 @@ export function openBokehSide(
         res.statusMessage ||
         '';
       const status = res.statusCode ?? 502;
-      fail({ status, code: 'BOKEH_REFUSED', message: `The Bokeh server refused the WebSocket (${status}${detail ? `: ${detail}` : ''}).` });
+      const error: GatewayError = {
+        status,
+        code: 'BOKEH_REFUSED',
+        message: `The Bokeh server refused the WebSocket (${status}${detail ? `: ${detail}` : ''}).`,
+      };
+      // A draining replica starts no session, so another may take this one.
+      fail(error, drains ? { replica: 'draining', retry: true } : { retry: false });
     });
   });
   upstream.on('upgrade', (res, bokeh: Socket, bokehHead: Buffer) => {
