@@ -209,7 +209,7 @@ const plural = (count: number, word: string) => `${count} ${word}${count === 1 ?
  * end, in a fixed order, as ratios to one replica within the same repetition too.
  */
 async function measureReplicas(stack: ReplicaStack, s: Settings, rep: number, recorder: Recorder, failures: string[]): Promise<void> {
-  const cpuGroup = `Replicas (cpu app: ${s.cpuSessions} sessions, each making interactions back to back for ${s.cpuSeconds} s; one interaction = a PATCH-DOC -> ~20 ms of Python -> a PATCH-DOC back; NGINX → Bokeh is Bokeh's recipe, least_conn)`;
+  const cpuGroup = `Bokeh replicas (cpu app: a PATCH-DOC -> ~20 ms of Python -> a PATCH-DOC back; ${s.cpuSessions} sessions back to back for ${s.cpuSeconds} s; NGINX → Bokeh is Bokeh's recipe, least_conn)`;
   const rtGroup = 'Gateway round trip with replicas (ping app, 1 session)';
   const counts = rep % 2 === 1 ? s.replicas : [...s.replicas].reverse();
   const at = new Map(
@@ -265,7 +265,7 @@ async function measureReplicas(stack: ReplicaStack, s: Settings, rep: number, re
       const value = at.get(count)?.ips[id];
       if (value !== undefined)
         recorder.add(
-          { id: `replicas.ips.r${count}`, group: cpuGroup, label: `${plural(count, 'replica')}, interactions/s`, unit: '/s', better: 'higher' },
+          { id: `replicas.ips.r${count}`, group: cpuGroup, label: `${plural(count, 'replica')}`, unit: 'interactions/s', better: 'higher' },
           id,
           value,
         );

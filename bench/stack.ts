@@ -81,11 +81,18 @@ export async function buildImages(): Promise<void> {
 
 const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
 
-/** Polls `check` until it answers true; `what` names the wait in the error after `seconds`. */
-async function waitFor(what: string, seconds: number, check: () => Promise<boolean>): Promise<void> {
+/**
+ * Polls `check` until it resolves; it throws to say "not yet", and why. `what` names the wait in
+ * the error after `seconds`, with the last reason.
+ */
+async function waitFor(what: string, seconds: number, check: () => Promise<void>): Promise<void> {
   const deadline = Date.now() + seconds * 1000;
-  while (!(await check().catch(() => false))) {
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${seconds} s`);
+  for (;;) {
+    try {
+      return await check();
+    } catch (err) {
+      if (Date.now() > deadline) throw new Error(`${what}: not within ${seconds} s (last: ${(err as Error).message})`, { cause: err });
+    }
     await sleep(250);
   }
 }
@@ -104,7 +111,7 @@ class Project {
     return docker(['compose', '-p', this.name, ...this.files.flatMap((file) => ['-f', file]), '--profile', profile, ...args], this.env);
   }
 
-  /** Starts `services` (all when none are named) and waits for their health checks. */
+  /** `docker compose up` with `args` (services, --scale), waiting for the health checks. */
   async up(log: (line: string) => void, args: string[]): Promise<void> {
     log(`starting compose project ${this.name}`);
     try {
@@ -197,11 +204,10 @@ export async function startBenchStack(log: (line: string) => void): Promise<Benc
     },
     async restartGateway() {
       await docker(['restart', '--time', '10', gatewayContainer]);
-      await waitFor(
-        'the gateway healthy again after a restart',
-        60,
-        async () => (await docker(['inspect', '--format', '{{.State.Health.Status}}', gatewayContainer])).trim() === 'healthy',
-      );
+      await waitFor('the gateway healthy again after a restart', 60, async () => {
+        const health = (await docker(['inspect', '--format', '{{.State.Health.Status}}', gatewayContainer])).trim();
+        if (health !== 'healthy') throw new Error(health);
+      });
     },
     logs: (lines) => project.logs(lines),
     down: () => project.down(),
@@ -264,18 +270,27 @@ export async function startReplicaStack(log: (line: string) => void): Promise<Re
         await project.compose(['up', '-d', '--wait', '--no-build', '--no-deps', '--no-recreate', '--scale', `bokeh=${count}`, 'bokeh']);
         replicas = count;
       }
+      // Down replicas get no sessions; a starting or draining one would skew what follows.
       await waitFor(`${count} serving Bokeh replicas in the gateway's /readyz`, 60, async () => {
         const seen = await gatewayReplicas(paths.gateway);
-        return seen.filter((r) => r.state === 'serving').length === count && seen.every((r) => r.state === 'serving' || r.state === 'down');
+        const serving = seen.filter((r) => r.state === 'serving').length;
+        if (serving !== count || seen.some((r) => r.state !== 'serving' && r.state !== 'down')) throw new Error(`replicas ${JSON.stringify(seen)}`);
       });
       await project.compose(['restart', 'nginx-bokeh']);
-      await waitFor('NGINX -> Bokeh answering after a restart', 60, async () => (await fetch(`${paths.nginxBokeh.origin}${PREFIX}/ping/metadata`)).ok);
+      await waitFor('NGINX -> Bokeh answering after a restart', 60, async () => {
+        const reply = await fetch(`${paths.nginxBokeh.origin}${PREFIX}/ping/metadata`);
+        if (!reply.ok) throw new Error(`HTTP ${reply.status}`);
+      });
     },
     async idle() {
-      await waitFor('no session held by any Bokeh replica', 60, async () => (await statuses()).every((s) => s.sessions === 0));
-      await waitFor("no session on any replica in the gateway's /readyz", 60, async () =>
-        (await gatewayReplicas(paths.gateway)).every((r) => r.state !== 'serving' || r.sessions === 0),
-      );
+      await waitFor('no session held by any Bokeh replica', 60, async () => {
+        const held = (await statuses()).map((s) => s.sessions);
+        if (held.some((n) => n > 0)) throw new Error(`sessions held: ${held.join(', ')}`);
+      });
+      await waitFor("no session on any replica in the gateway's /readyz", 60, async () => {
+        const seen = await gatewayReplicas(paths.gateway);
+        if (seen.some((r) => r.state === 'serving' && r.sessions !== 0)) throw new Error(`replicas ${JSON.stringify(seen)}`);
+      });
     },
     async sessionsCreated() {
       return (await statuses()).reduce((sum, s) => sum + s.sessionsCreated, 0);

@@ -18,6 +18,11 @@ describe('bench harness, smoke mode', () => {
   let out: string;
   let results: Results;
   let markdown: string;
+  const metric = (id: string) => {
+    const found = results.metrics.find((m) => m.id === id);
+    if (!found) throw new Error(`no metric ${id} in the results`);
+    return found;
+  };
 
   beforeAll(async () => {
     out = await mkdtemp(join(tmpdir(), 'bench-smoke-'));
@@ -42,11 +47,6 @@ describe('bench harness, smoke mode', () => {
     expect(results.mode).toBe('smoke');
     expect(results.failures).toEqual([]);
     expect(results.paths.map((p) => p.id)).toEqual(PATH_ORDER);
-    const metric = (id: string) => {
-      const found = results.metrics.find((m) => m.id === id);
-      if (!found) throw new Error(`no metric ${id} in the results`);
-      return found;
-    };
     // WebSocket round trips and server push ran on all five paths, HTTP on all but stock Bokeh.
     for (const id of ['rt.c1.p50', 'rt.c3.p99', 'push.small.n1', 'push.small.n2', 'push.large.n1']) {
       expect(Object.keys(metric(id).values).sort()).toEqual([...PATH_ORDER].sort());
@@ -63,11 +63,6 @@ describe('bench harness, smoke mode', () => {
   });
 
   test('the replica scenarios ran at 1, 2 and 3 replicas, and the gateway made one Bokeh session per page load', () => {
-    const metric = (id: string) => {
-      const found = results.metrics.find((m) => m.id === id);
-      if (!found) throw new Error(`no metric ${id} in the results`);
-      return found;
-    };
     for (const count of [1, 2, 3]) {
       for (const id of [`replicas.ips.r${count}`, `replicas.sessions.r${count}`]) {
         expect({ id, paths: Object.keys(metric(id).values).sort() }).toEqual({ id, paths: ['gateway', 'nginxBokeh'] });
