@@ -260,77 +260,35 @@ async function measureReplicas(stack: ReplicaStack, s: Settings, rep: number, re
     }
   }
 
-  for (const count of s.replicas) {
+  const ratio = (value: number | undefined, base: number | undefined) => (value !== undefined && base ? value / base : undefined);
+  // Rows in a fixed order: rates, their ratios to the fewest replicas, sessions, round trips.
+  const add = (spec: Omit<MetricSpec, 'group' | 'better'>, group: string, better: MetricSpec['better'], id: ReplicaPathId, value: number | undefined) => {
+    if (value !== undefined && Number.isFinite(value)) recorder.add({ ...spec, group, better }, id, value);
+  };
+  for (const count of s.replicas)
+    for (const id of REPLICA_PATHS)
+      add({ id: `replicas.ips.r${count}`, label: plural(count, 'replica'), unit: 'interactions/s' }, cpuGroup, 'higher', id, at.get(count)!.ips[id]);
+  for (const count of s.replicas.filter((c) => c !== fewest))
     for (const id of REPLICA_PATHS) {
-      const value = at.get(count)?.ips[id];
-      if (value !== undefined)
-        recorder.add(
-          { id: `replicas.ips.r${count}`, group: cpuGroup, label: `${plural(count, 'replica')}`, unit: 'interactions/s', better: 'higher' },
-          id,
-          value,
-        );
+      const [value, base] = [at.get(count)!.ips[id], at.get(fewest)!.ips[id]];
+      const label = `${plural(count, 'replica')} vs ${fewest}, interactions/s`;
+      add({ id: `replicas.ips.r${count}vs${fewest}`, label, unit: '×', compare: false }, cpuGroup, 'higher', id, ratio(value, base));
     }
-  }
-  for (const count of s.replicas.filter((c) => c !== fewest)) {
+  for (const count of s.replicas)
     for (const id of REPLICA_PATHS) {
-      const value = at.get(count)?.ips[id];
-      const base = at.get(fewest)?.ips[id];
-      if (value !== undefined && base)
-        recorder.add(
-          {
-            id: `replicas.ips.r${count}vs${fewest}`,
-            group: cpuGroup,
-            label: `${plural(count, 'replica')} vs ${fewest}, interactions/s`,
-            unit: '×',
-            better: 'higher',
-            compare: false,
-          },
-          id,
-          value / base,
-        );
+      const label = `Bokeh sessions per page load, ${plural(count, 'replica')}`;
+      add({ id: `replicas.sessions.r${count}`, label, unit: '', compare: false }, cpuGroup, 'lower', id, at.get(count)!.sessions[id]);
     }
-  }
-  for (const count of s.replicas) {
-    for (const id of REPLICA_PATHS) {
-      const value = at.get(count)?.sessions[id];
-      if (value !== undefined)
-        recorder.add(
-          {
-            id: `replicas.sessions.r${count}`,
-            group: cpuGroup,
-            label: `Bokeh sessions per page load, ${plural(count, 'replica')}`,
-            unit: '',
-            better: 'lower',
-            compare: false,
-          },
-          id,
-          value,
-        );
-    }
-  }
-  for (const count of [fewest, most]) {
-    const value = at.get(count)?.rt;
-    if (value !== undefined)
-      recorder.add(
-        { id: `replicas.rt.r${count}.p50`, group: rtGroup, label: `${plural(count, 'replica')}, p50`, unit: 'ms', better: 'lower' },
-        'gateway',
-        value,
-      );
-  }
-  const rtFewest = at.get(fewest)?.rt;
-  const rtMost = at.get(most)?.rt;
-  if (rtFewest && rtMost && most !== fewest)
-    recorder.add(
-      {
-        id: `replicas.rt.r${most}vs${fewest}.p50`,
-        group: rtGroup,
-        label: `${plural(most, 'replica')} vs ${fewest}, p50`,
-        unit: '×',
-        better: 'lower',
-        compare: false,
-      },
+  for (const count of new Set([fewest, most]))
+    add({ id: `replicas.rt.r${count}.p50`, label: `${plural(count, 'replica')}, p50`, unit: 'ms' }, rtGroup, 'lower', 'gateway', at.get(count)!.rt);
+  const [rtFewest, rtMost] = [at.get(fewest)!.rt, at.get(most)!.rt];
+  if (most !== fewest)
+    add(
+      { id: `replicas.rt.r${most}vs${fewest}.p50`, label: `${plural(most, 'replica')} vs ${fewest}, p50`, unit: '×', compare: false },
+      rtGroup,
+      'lower',
       'gateway',
-      rtMost / rtFewest,
+      ratio(rtMost, rtFewest),
     );
 }
 

@@ -179,6 +179,9 @@ async function benchEnvironment(apps: string) {
     BOKEH_PREFIX: PREFIX,
     BOKEH_APPS: apps,
     BOKEH_SECRET_KEY: secretKey,
+    // One Bokeh whatever a .env beside the compose file says: the paths stack publishes it on one
+    // port, and the replica stack sets its count with --scale.
+    BOKEH_REPLICAS: '1',
     // Per-request access logs cost the same on every path but would flood the containers' logs.
     LOG_LEVEL: 'warn',
     BOKEH_LOG_LEVEL: 'warning',
