@@ -16,6 +16,7 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { measureFloods } from './flood.js';
 import { capacity, http, interactions, push, roundTrips } from './measure.js';
 import { markdown, readme, Recorder, targets, type MetricSpec, type Results } from './report.js';
 import { bokehJsUrls } from '../client/bokeh-client.js';
@@ -53,6 +54,9 @@ interface Settings {
   httpStatic: { duration: number } | { amount: number };
   httpAutoload: { duration: number } | { amount: number };
   capacitySessions: number;
+  /** The flood scenario (flood.ts), once after the repetitions. */
+  floodSeconds: number;
+  floodConcurrency: number;
   /** Bokeh replica counts of the replica stack, walked up and down in turn. */
   replicas: number[];
   /** Concurrent `cpu` sessions, each making interactions back to back for `cpuSeconds`. */
@@ -74,6 +78,8 @@ const FULL: Settings = {
   // A fixed count, not a duration: each autoload.js request makes a Bokeh session.
   httpAutoload: { amount: 500 },
   capacitySessions: 500,
+  floodSeconds: 10,
+  floodConcurrency: 32,
   replicas: [1, 2, 3],
   // Enough sessions to keep three replicas busy; each one waits for its reply before it sends
   // again, as a user does.
@@ -94,6 +100,8 @@ const SMOKE: Settings = {
   httpStatic: { amount: 20 },
   httpAutoload: { amount: 20 },
   capacitySessions: 5,
+  floodSeconds: 2,
+  floodConcurrency: 4,
   replicas: [1, 2, 3],
   cpuSessions: 3,
   cpuSeconds: 1,
@@ -388,6 +396,8 @@ async function main(): Promise<void> {
         failures.push(`Gateway: capacity: ${(err as Error).message}`);
       }
     }
+    // Last: with the limits off, the flood leaves Bokeh holding its sessions.
+    await measureFloods(stack, settings.floodSeconds, settings.floodConcurrency, recorder, failures, log);
   });
 
   // The replica scenarios need a stack of their own: replicas cannot share the published port

@@ -61,6 +61,10 @@ export interface BenchStack {
   restartGateway(): Promise<void>;
   /** The last lines of every service's log, for a failure report. */
   logs(lines: number): Promise<string>;
+  /** Runs a command in a service's container; its standard output. */
+  exec(service: 'gateway' | 'bokeh', command: string[]): Promise<string>;
+  /** Starts the gateway again with these settings on top of the bench's, waits until it is healthy. */
+  recreateGateway(settings: Record<string, string>): Promise<void>;
   down(): Promise<void>;
 }
 
@@ -73,6 +77,17 @@ async function docker(args: string[], env: NodeJS.ProcessEnv = process.env): Pro
     throw new Error(`docker ${args.join(' ')} failed:\n${stdout ?? ''}${stderr ?? ''}`, { cause: err });
   }
 }
+
+/**
+ * The bench measures the relay with hundreds of sessions from one client address, which the
+ * per-client limits exist to refuse: they are off, except in the flood scenario (flood.ts).
+ */
+export const LIMITS_OFF: Record<string, string> = {
+  RATE_LIMIT_SESSION_STARTS: '0',
+  RATE_LIMIT_WEBSOCKETS: '0',
+  MAX_WEBSOCKETS_PER_CLIENT: '0',
+  MAX_SESSIONS_PER_REPLICA: '0',
+};
 
 /** Builds the images the stack uses (compose reuses its cache, so an unchanged tree is quick). */
 export async function buildImages(): Promise<void> {
@@ -106,9 +121,12 @@ class Project {
     private readonly env: NodeJS.ProcessEnv,
   ) {}
 
-  /** `docker compose` with this project's name, files and environment, and `profile` on. */
-  compose(args: string[], profile = 'nginx'): Promise<string> {
-    return docker(['compose', '-p', this.name, ...this.files.flatMap((file) => ['-f', file]), '--profile', profile, ...args], this.env);
+  /**
+   * `docker compose` with this project's name, files and environment, `settings` on top of it,
+   * and `profile` on.
+   */
+  compose(args: string[], { profile = 'nginx', settings = {} }: { profile?: string; settings?: Record<string, string> } = {}): Promise<string> {
+    return docker(['compose', '-p', this.name, ...this.files.flatMap((file) => ['-f', file]), '--profile', profile, ...args], { ...this.env, ...settings });
   }
 
   /** `docker compose up` with `args` (services, --scale), waiting for the health checks. */
@@ -134,7 +152,7 @@ class Project {
 
   /** Every service down, profiles included (without them compose leaves the network behind). */
   async down(): Promise<void> {
-    await this.compose(['down', '-v', '--timeout', '10'], '*');
+    await this.compose(['down', '-v', '--timeout', '10'], { profile: '*' });
   }
 }
 
@@ -185,6 +203,7 @@ async function benchEnvironment(apps: string) {
     // Per-request access logs cost the same on every path but would flood the containers' logs.
     LOG_LEVEL: 'warn',
     BOKEH_LOG_LEVEL: 'warning',
+    ...LIMITS_OFF,
   };
   return { paths, secretKey, env };
 }
@@ -193,8 +212,13 @@ export async function startBenchStack(log: (line: string) => void): Promise<Benc
   const { paths, secretKey, env } = await benchEnvironment(BENCH_APPS);
   const project = new Project(['docker-compose.yml', 'bench/compose.bench.yml'], env);
   await project.up(log, []);
-  const [gatewayContainer] = await project.containers('gateway');
-  if (!gatewayContainer) throw new Error('the bench stack has no running gateway');
+  const container = async (service: string) => {
+    const [id] = await project.containers(service);
+    if (!id) throw new Error(`the bench stack has no running ${service}`);
+    return id;
+  };
+  let gatewayContainer = await container('gateway');
+  const bokehContainer = await container('bokeh');
   return {
     project: project.name,
     paths,
@@ -211,6 +235,11 @@ export async function startBenchStack(log: (line: string) => void): Promise<Benc
         const health = (await docker(['inspect', '--format', '{{.State.Health.Status}}', gatewayContainer])).trim();
         if (health !== 'healthy') throw new Error(health);
       });
+    },
+    exec: (service, command) => docker(['exec', service === 'gateway' ? gatewayContainer : bokehContainer, ...command]),
+    async recreateGateway(settings) {
+      await project.compose(['up', '-d', '--wait', '--no-build', '--no-deps', '--force-recreate', 'gateway'], { settings });
+      gatewayContainer = await container('gateway');
     },
     logs: (lines) => project.logs(lines),
     down: () => project.down(),

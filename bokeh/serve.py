@@ -6,9 +6,10 @@ Settings (an empty value counts as unset):
   BOKEH_PREFIX           URL path the apps live under, shared with the gateway (default /bokeh)
   PUBLIC_ORIGINS         comma-separated origins users load pages from; becomes --allow-websocket-origin
                          (default: http://localhost and http://127.0.0.1 on GATEWAY_PORT, and
-                         https://localhost and https://127.0.0.1 on NGINX_HTTPS_PORT)
+                         https://localhost and https://127.0.0.1 on NGINX_HTTPS_PORT and APACHE_HTTPS_PORT)
   GATEWAY_PORT           host port of the gateway (bare-dev layout), for the default origins (default 8000)
   NGINX_HTTPS_PORT       host port of NGINX's HTTPS (nginx layout), for the default origins (default 8443)
+  APACHE_HTTPS_PORT      host port of Apache's HTTPS (apache layout), for the default origins (default 8444)
   BOKEH_ALLOW_WS_ORIGIN  Bokeh's own host[:port] list; when set it replaces PUBLIC_ORIGINS
   BOKEH_NODELAY          true/false (default true): TCP_NODELAY on Bokeh's WebSockets
   BOKEH_LOG_LEVEL        trace, debug, info, warning, error or critical (default info)

@@ -67,11 +67,12 @@ rules_origin() (
 )
 
 # rules_public_origins: one origin a line. PUBLIC_ORIGINS as given (entries trimmed, empty ones
-# dropped), else localhost and 127.0.0.1 on GATEWAY_PORT (http) and NGINX_HTTPS_PORT (https).
-# Both ports are checked even when PUBLIC_ORIGINS is set.
+# dropped), else localhost and 127.0.0.1 on GATEWAY_PORT (http), then on NGINX_HTTPS_PORT and
+# APACHE_HTTPS_PORT (https). All three ports are checked even when PUBLIC_ORIGINS is set.
 rules_public_origins() (
   gateway_port=$(rules_port GATEWAY_PORT 8000) || exit 2
   https_port=$(rules_port NGINX_HTTPS_PORT 8443) || exit 2
+  apache_port=$(rules_port APACHE_HTTPS_PORT 8444) || exit 2
   given=$(rules_trim "${PUBLIC_ORIGINS:-}")
   if [ -n "$given" ]; then
     printf '%s\n' "$given" | tr ',' '\n' | while IFS= read -r entry; do
@@ -81,5 +82,6 @@ rules_public_origins() (
   else
     for host in localhost 127.0.0.1; do rules_origin http "$host" "$gateway_port"; done
     for host in localhost 127.0.0.1; do rules_origin https "$host" "$https_port"; done
+    for host in localhost 127.0.0.1; do rules_origin https "$host" "$apache_port"; done
   fi
 )

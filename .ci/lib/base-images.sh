@@ -3,10 +3,11 @@
 # registry. The recipes live in .ci/images/<name>/ (see the README there). Each image is tagged
 # with a hash of its recipe, and a tag that already exists is not built again.
 #
-# Reads: CI_DIR, CI_TMP (.ci/run); CI_NODE_DIR (node.sh); PYTHON_IMAGE, NODE_IMAGE, NGINX_IMAGE and
-#        CI_REBUILD_IMAGES (environment, optional)
+# Reads: CI_DIR, CI_TMP (.ci/run); CI_NODE_DIR (node.sh); PYTHON_IMAGE, NODE_IMAGE, NGINX_IMAGE,
+#        APACHE_IMAGE, PROMETHEUS_IMAGE and CI_REBUILD_IMAGES (environment, optional)
 # Sets:  CI_IMAGES_DIR, CA_SOURCE_DIR, IMAGE_REPO_PREFIX, MMDEBSTRAP_COMMON_ARGS,
-#        MMDEBSTRAP_CLEANUP_HOOK; exports PYTHON_IMAGE, NODE_IMAGE, NGINX_IMAGE
+#        MMDEBSTRAP_CLEANUP_HOOK; exports PYTHON_IMAGE, NODE_IMAGE, NGINX_IMAGE, APACHE_IMAGE,
+#        PROMETHEUS_IMAGE
 # Uses:  log, die, apt_install, trixie_sources (common.sh); ensure_node_dist (node.sh)
 
 CI_IMAGES_DIR=$CI_DIR/images
@@ -35,12 +36,14 @@ chroot "$1" update-ca-certificates >/dev/null 2>&1'
 # shellcheck disable=SC2016
 MMDEBSTRAP_CLEANUP_HOOK='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/* "$1"/var/log/apt/* "$1"/var/log/dpkg.log'
 
-# Exports PYTHON_IMAGE, NODE_IMAGE and NGINX_IMAGE, which docker-compose.yml passes to the
-# Dockerfiles as their base image.
+# Exports PYTHON_IMAGE, NODE_IMAGE, NGINX_IMAGE, APACHE_IMAGE and PROMETHEUS_IMAGE, which docker-compose.yml
+# passes to the Dockerfiles as their base image.
 ensure_base_images() {
   ensure_base_image python PYTHON_IMAGE
   ensure_base_image node NODE_IMAGE
   ensure_base_image nginx NGINX_IMAGE
+  ensure_base_image apache APACHE_IMAGE
+  ensure_base_image prometheus PROMETHEUS_IMAGE
 }
 
 # ensure_base_image NAME VAR: exports VAR as the tag of the local NAME image, building it if

@@ -80,6 +80,6 @@ print_versions() {
   log "docker client $(docker version --format '{{.Client.Version}}'), engine $(docker version --format '{{.Server.Version}} (API {{.Server.APIVersion}})')"
   log "$(docker compose version), buildx $(docker buildx version | awk '{print $2}')"
   log "node $(node --version) ($(command -v node)), npm $(npm --version)"
-  log "PYTHON_IMAGE=${PYTHON_IMAGE:-} NODE_IMAGE=${NODE_IMAGE:-} NGINX_IMAGE=${NGINX_IMAGE:-}"
+  log "PYTHON_IMAGE=${PYTHON_IMAGE:-} NODE_IMAGE=${NODE_IMAGE:-} NGINX_IMAGE=${NGINX_IMAGE:-} APACHE_IMAGE=${APACHE_IMAGE:-} PROMETHEUS_IMAGE=${PROMETHEUS_IMAGE:-}"
   log "$("$CHROMIUM_PATH" --version 2>/dev/null) ($CHROMIUM_PATH)"
 }

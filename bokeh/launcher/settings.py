@@ -19,6 +19,7 @@ DEFAULT_PREFIX = "/bokeh"
 # port alone keeps pages and WebSockets working.
 DEFAULT_GATEWAY_PORT = 8000
 DEFAULT_NGINX_HTTPS_PORT = 8443
+DEFAULT_APACHE_HTTPS_PORT = 8444
 LOG_LEVELS = ("trace", "debug", "info", "warning", "error", "critical")
 # On SIGTERM a replica keeps serving its open sessions this long at most (launcher/replica.py).
 # Under compose's stop_grace_period for the bokeh service (25 s), so Docker never kills a drain.
@@ -172,16 +173,18 @@ def _origin(scheme: str, host: str, port: int) -> str:
 
 
 def public_origins(environ: Mapping[str, str]) -> tuple[str, ...]:
-    """PUBLIC_ORIGINS as given, else localhost and 127.0.0.1 on GATEWAY_PORT (http) and
-    NGINX_HTTPS_PORT (https). Both ports are checked even when PUBLIC_ORIGINS is set."""
+    """PUBLIC_ORIGINS as given, else localhost and 127.0.0.1 on GATEWAY_PORT (http), then on
+    NGINX_HTTPS_PORT and APACHE_HTTPS_PORT (https). All three ports are checked even when
+    PUBLIC_ORIGINS is set."""
     gateway_port = parse_port(_get(environ, "GATEWAY_PORT"), "GATEWAY_PORT", DEFAULT_GATEWAY_PORT)
-    https_port = parse_port(_get(environ, "NGINX_HTTPS_PORT"), "NGINX_HTTPS_PORT", DEFAULT_NGINX_HTTPS_PORT)
+    nginx_port = parse_port(_get(environ, "NGINX_HTTPS_PORT"), "NGINX_HTTPS_PORT", DEFAULT_NGINX_HTTPS_PORT)
+    apache_port = parse_port(_get(environ, "APACHE_HTTPS_PORT"), "APACHE_HTTPS_PORT", DEFAULT_APACHE_HTTPS_PORT)
     given = _get(environ, "PUBLIC_ORIGINS")
     if given is not None:
         return tuple(e.strip() for e in given.split(",") if e.strip())
     return tuple(
         _origin(scheme, host, port)
-        for scheme, port in (("http", gateway_port), ("https", https_port))
+        for scheme, port in (("http", gateway_port), ("https", nginx_port), ("https", apache_port))
         for host in ("localhost", "127.0.0.1")
     )
 

@@ -49,7 +49,15 @@ class Defaults(unittest.TestCase):
         self.assertEqual(config.port, 5006)
         self.assertEqual(config.prefix, "/bokeh")
         self.assertEqual(
-            config.ws_origin_args, ("localhost:8000", "127.0.0.1:8000", "localhost:8443", "127.0.0.1:8443")
+            config.ws_origin_args,
+            (
+                "localhost:8000",
+                "127.0.0.1:8000",
+                "localhost:8443",
+                "127.0.0.1:8443",
+                "localhost:8444",
+                "127.0.0.1:8444",
+            ),
         )
         self.assertTrue(config.nodelay)
         self.assertEqual(config.log_level, "info")
@@ -85,6 +93,10 @@ class Defaults(unittest.TestCase):
                 "localhost:8443",
                 "--allow-websocket-origin",
                 "127.0.0.1:8443",
+                "--allow-websocket-origin",
+                "localhost:8444",
+                "--allow-websocket-origin",
+                "127.0.0.1:8444",
             ],
         )
 
@@ -188,7 +200,15 @@ class AllowWsOriginOverride(unittest.TestCase):
         config = load_config({"BOKEH_ALLOW_WS_ORIGIN": "  "})
         self.assertIsNone(config.env_updates["BOKEH_ALLOW_WS_ORIGIN"])
         self.assertEqual(
-            config.ws_origin_args, ("localhost:8000", "127.0.0.1:8000", "localhost:8443", "127.0.0.1:8443")
+            config.ws_origin_args,
+            (
+                "localhost:8000",
+                "127.0.0.1:8000",
+                "localhost:8443",
+                "127.0.0.1:8443",
+                "localhost:8444",
+                "127.0.0.1:8444",
+            ),
         )
 
     def test_url_in_override_is_rejected(self):
@@ -361,7 +381,8 @@ class Passthrough(unittest.TestCase):
         self.assertIn("extra=--num-procs,--something", line)
         self.assertIn("nodelay=off", line)
         self.assertIn(
-            "ws_origins=localhost:8000,127.0.0.1:8000,localhost:8443,127.0.0.1:8443 (from PUBLIC_ORIGINS)", line
+            "ws_origins=localhost:8000,127.0.0.1:8000,localhost:8443,127.0.0.1:8443,localhost:8444,127.0.0.1:8444 (from PUBLIC_ORIGINS)",
+            line,
         )
         self.assertNotIn("\n", line)
 

@@ -24,8 +24,8 @@ test('HTTP asks who is there first; an upgrade is checked for the cheap things f
     pipeline()
       .checks.filter((check) => check.on.includes(transport))
       .map((check) => check.name);
-  expect(order('http')).toEqual(['sign-in', 'Bokeh route', 'no request body', 'WebSocket endpoint', 'session']);
-  expect(order('upgrade')).toEqual(['Bokeh route', 'WebSocket handshake', 'Origin', 'shutdown', 'sign-in', 'session']);
+  expect(order('http')).toEqual(['sign-in', 'Bokeh route', 'no request body', 'WebSocket endpoint', 'session-start rate', 'session']);
+  expect(order('upgrade')).toEqual(['Bokeh route', 'WebSocket handshake', 'Origin', 'shutdown', 'WebSocket rate', 'open WebSockets', 'sign-in', 'session']);
 });
 
 describe('with sign-in on', () => {

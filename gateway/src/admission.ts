@@ -5,11 +5,13 @@
  * that are not Bokeh's, admits it at once.
  *
  * Most checks guard one kind of request only; the order is what each kind has always seen:
- *   HTTP     sign-in, route, no body, WebSocket endpoint, session
- *   upgrade  route, handshake, Origin, shutdown, sign-in, session
+ *   HTTP     sign-in, route, no body, WebSocket endpoint, session-start rate, session
+ *   upgrade  route, handshake, Origin, shutdown, upgrade rate, open WebSockets, sign-in, session
  * An HTTP request is asked who it is from before anything else, pages included, so that a
  * stranger learns nothing about the apps. An upgrade is checked for the cheap things first,
- * since a sign-in may cost a bcrypt comparison.
+ * since a sign-in may cost a bcrypt comparison; the per-client limits (limits.ts) come before it
+ * for the same reason, so a flood of upgrades is refused before it costs anything, and long
+ * before a byte of it reaches Bokeh.
  *
  * Health probes never come here (server.ts mounts them first).
  */
@@ -20,6 +22,7 @@ import { underPrefix } from './bokeh-paths.js';
 import type { Config } from './config.js';
 import { sendError, type GatewayError } from './errors.js';
 import { forwardedHeaders, type ClientView } from './forwarded.js';
+import type { ClientLimits } from './limits.js';
 import { classifyBokehRequest, type BokehRoute } from './routes.js';
 import { admitSocket, startSession } from './sessions.js';
 import { handshakeProblem, originOf, subprotocols } from './ws-handshake.js';
@@ -71,11 +74,16 @@ export interface AdmissionOptions {
   view: (req: IncomingMessage) => ClientView;
   /** True once the gateway refuses new WebSocket sessions. */
   shuttingDown: () => boolean;
-  /** An id for a new session, tagged for the replica that will hold it (upstream.ts). */
-  newSessionId?: () => string;
+  /** An id for a new session, tagged for the replica that will hold it; undefined when every replica is full (upstream.ts). */
+  newSessionId?: () => string | undefined;
+  /** The per-client limits; none when left out. */
+  limits?: ClientLimits;
 }
 
-export function admissionPipeline({ config, auth, view, shuttingDown, newSessionId }: AdmissionOptions): AdmissionPipeline {
+/** Whether a request starts a Bokeh session: pages and autoload.js do; a CORS preflight does not. */
+const startsSession = ({ route, req }: Candidate): boolean => (route?.kind === 'document' || route?.kind === 'autoload') && req.method !== 'OPTIONS';
+
+export function admissionPipeline({ config, auth, view, shuttingDown, newSessionId, limits }: AdmissionOptions): AdmissionPipeline {
   const allowedOrigins = new Set(config.publicOrigins.map((origin) => origin.origin));
   const notASocket: GatewayError = { status: 404, code: 'NOT_FOUND', message: `WebSocket connections are served only at ${config.bokehPrefix}/<app>/ws.` };
 
@@ -158,12 +166,28 @@ export function admissionPipeline({ config, auth, view, shuttingDown, newSession
       on: ['upgrade'],
       run: () => (shuttingDown() ? { status: 503, code: 'SHUTTING_DOWN', message: 'The gateway is shutting down; reconnect in a moment.' } : undefined),
     },
+    {
+      name: 'WebSocket rate',
+      on: ['upgrade'],
+      run: (candidate) => limits?.upgrade(candidate.view.ip),
+    },
+    {
+      name: 'open WebSockets',
+      on: ['upgrade'],
+      // Counted from here until the browser's connection closes, refused later or relayed.
+      run: ({ req, view }) => limits?.holdWebSocket(view.ip, req.socket),
+    },
     { name: 'sign-in', on: ['upgrade'], run: signIn },
+    {
+      name: 'session-start rate',
+      on: ['http'],
+      run: (candidate) => (startsSession(candidate) ? limits?.sessionStart(candidate.view.ip) : undefined),
+    },
     {
       name: 'session',
       on: ['http', 'upgrade'],
       run(candidate) {
-        const { req, route } = candidate;
+        const { req } = candidate;
         if (candidate.transport === 'upgrade') {
           const offered = subprotocols(req);
           const admitted = admitSocket(config, offered, candidate.user);
@@ -172,10 +196,12 @@ export function admissionPipeline({ config, auth, view, shuttingDown, newSession
           candidate.sessionId = admitted.sessionId;
           return undefined;
         }
-        // Pages and autoload.js create sessions; a CORS preflight does not.
-        if ((route?.kind !== 'document' && route?.kind !== 'autoload') || req.method === 'OPTIONS') return undefined;
+        if (!startsSession(candidate)) return undefined;
         const started = startSession(config, req, forwardedHeaders(req, candidate.view), candidate.user, newSessionId);
-        if (!started.ok) return started.error;
+        if (!started.ok) {
+          if (started.error.code === 'AT_CAPACITY') limits?.noteRefusal('replica_sessions', candidate.view.ip, started.error);
+          return started.error;
+        }
         candidate.upstreamUrl = started.upstreamUrl;
         candidate.sessionId = started.sessionId;
         if (started.withId !== undefined) candidate.withSessionId = started.withId;
@@ -192,7 +218,7 @@ export function admissionPipeline({ config, auth, view, shuttingDown, newSession
       for (const check of checks) {
         if (!check.on.includes(transport)) continue;
         let verdict = check.run(candidate);
-        // Only sign-in waits; the other checks answer at once.
+        // Only sign-in and the rate limits wait; the other checks answer at once.
         if (verdict instanceof Promise) verdict = await verdict;
         if (verdict === 'admit') break;
         if (verdict !== undefined) return { ok: false, error: verdict, candidate };
@@ -202,6 +228,9 @@ export function admissionPipeline({ config, auth, view, shuttingDown, newSession
   };
 }
 
+/** Refusals by a limit, which are logged once per client and window rather than per request. */
+export const LIMIT_CODES: ReadonlySet<string> = new Set(['RATE_LIMITED', 'TOO_MANY_WEBSOCKETS', 'AT_CAPACITY']);
+
 /**
  * The pipeline as Express middleware. What the checks learnt goes on `res.locals` (locals.ts)
  * for the static cache and the proxy; a request that creates a session is rewritten to carry
@@ -210,10 +239,15 @@ export function admissionPipeline({ config, auth, view, shuttingDown, newSession
 export function httpAdmission(pipeline: AdmissionPipeline) {
   return (req: Request, res: Response, next: NextFunction): void => {
     pipeline.admit('http', req).then((admission) => {
-      if (!admission.ok) return sendError(req, res, admission.error);
-      const { user, route, upstreamUrl, sessionId, withSessionId } = admission.candidate;
+      // Known for refusals too, so that metrics count them by route.
+      if (admission.candidate.route !== undefined) res.locals.bokehRoute = admission.candidate.route;
+      if (!admission.ok) {
+        // limits.ts logs these once per client and window; the request log would log each one.
+        if (LIMIT_CODES.has(admission.error.code)) res.locals.quiet = true;
+        return sendError(req, res, admission.error);
+      }
+      const { user, upstreamUrl, sessionId, withSessionId } = admission.candidate;
       res.locals.user = user;
-      if (route !== undefined) res.locals.bokehRoute = route;
       if (upstreamUrl !== undefined) {
         req.url = upstreamUrl;
         delete req.headers['bokeh-session-id'];

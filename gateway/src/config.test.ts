@@ -35,6 +35,8 @@ describe('loadConfig', () => {
       'http://127.0.0.1:8000',
       'https://localhost:8443',
       'https://127.0.0.1:8443',
+      'https://localhost:8444',
+      'https://127.0.0.1:8444',
     ]);
     expect(config.trustProxy).toBe(false);
     expect(config.wsMaxMessageBytes).toBe(20 * 1024 * 1024);
@@ -147,8 +149,9 @@ describe('.env.example', () => {
   // The compose file sets these for the stack; .env.example documents the stack's values.
   const setByCompose: Record<string, string> = {
     BOKEH_URL: 'http://bokeh:5006',
-    TRUST_PROXY: 'nginx',
+    TRUST_PROXY: 'nginx,apache',
     BOKEH_SECRET_KEY_FILE: '/run/stack-secret/bokeh-secret-key',
+    METRICS_PORT: '9464',
   };
 
   test.each(SETTINGS.map((setting) => [setting.env, setByCompose[setting.env] ?? setting.default]))('documents %s with its default', (env, fallback) => {

@@ -31,6 +31,7 @@ interface Settings {
   /** Host ports of the two layouts, which the default public origins are made from. */
   gatewayPort: number;
   nginxHttpsPort: number;
+  apacheHttpsPort: number;
   /** Express `trust proxy` value: which peers may set X-Forwarded-*. */
   trustProxy: false | number | string[];
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -50,6 +51,15 @@ interface Settings {
   authBasicRealm: string;
   authUserHeader: string;
   staticCacheBytes: number;
+  /** Per-client limits (limits.ts): the window, and what one client address may do in it. */
+  rateLimitWindowS: number;
+  rateLimitSessionStarts: number;
+  rateLimitWebSockets: number;
+  maxWebSocketsPerClient: number;
+  /** Live sessions a replica may hold before new sessions go elsewhere (upstream.ts); 0: no cap. */
+  maxSessionsPerReplica: number;
+  /** Port of the /metrics listener (metrics.ts); 0: no metrics. */
+  metricsPort: number;
 }
 
 /** The gateway's configuration: the settings, with the secret key and user list read. */
@@ -137,19 +147,19 @@ const orUnset = <T>(schema: z.ZodType<T, string>) =>
  */
 const PREFIX_SHAPE = /^(\/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)+$/;
 
-/** The host ports of the two layouts, when compose's GATEWAY_PORT and NGINX_HTTPS_PORT are not set. */
+/** The host ports of the layouts, when compose's GATEWAY_PORT, NGINX_HTTPS_PORT and APACHE_HTTPS_PORT are not set. */
 const DEFAULT_GATEWAY_PORT = '8000';
 const DEFAULT_NGINX_HTTPS_PORT = '8443';
+const DEFAULT_APACHE_HTTPS_PORT = '8444';
 
 /**
  * Unless PUBLIC_ORIGINS is set: the two layouts on this machine, on the ports they are published
  * on, so that changing a port alone keeps pages and WebSockets working. The launcher and NGINX's
  * entrypoint make the same list (tests/rules/cases.json).
  */
-function defaultPublicOrigins(gatewayPort: number, nginxHttpsPort: number): URL[] {
-  return ['localhost', '127.0.0.1']
-    .map((host) => new URL(`http://${host}:${gatewayPort}`))
-    .concat(['localhost', '127.0.0.1'].map((host) => new URL(`https://${host}:${nginxHttpsPort}`)));
+function defaultPublicOrigins(gatewayPort: number, ...frontHttpsPorts: number[]): URL[] {
+  const on = (scheme: string, port: number) => ['localhost', '127.0.0.1'].map((host) => new URL(`${scheme}://${host}:${port}`));
+  return [...on('http', gatewayPort), ...frontHttpsPorts.flatMap((port) => on('https', port))];
 }
 
 /** HMAC-SHA256 wants a key at least as long as its 32-byte output; Bokeh's own generator makes 44. */
@@ -244,7 +254,7 @@ const settings = {
   publicOrigins: {
     env: 'PUBLIC_ORIGINS',
     default: '',
-    doc: 'Origins users open pages at (scheme://host[:port], comma-separated, first is canonical). Pages use the one the request came in on, else the first; Bokeh allows WebSockets only from these. Unset: http://localhost and http://127.0.0.1 on GATEWAY_PORT, https://localhost and https://127.0.0.1 on NGINX_HTTPS_PORT.',
+    doc: 'Origins users open pages at (scheme://host[:port], comma-separated, first is canonical). Pages use the one the request came in on, else the first; Bokeh allows WebSockets only from these. Unset: http://localhost and http://127.0.0.1 on GATEWAY_PORT, https://localhost and https://127.0.0.1 on NGINX_HTTPS_PORT and on APACHE_HTTPS_PORT.',
     fix: 'the address users type, e.g. PUBLIC_ORIGINS=https://dash.example.com',
     schema: orUnset(list(origin)),
   },
@@ -260,6 +270,13 @@ const settings = {
     default: DEFAULT_NGINX_HTTPS_PORT,
     doc: "Host port of NGINX's HTTPS listener (nginx layout); names the port in the default PUBLIC_ORIGINS.",
     fix: `the port browsers use for NGINX's HTTPS, e.g. NGINX_HTTPS_PORT=${DEFAULT_NGINX_HTTPS_PORT}`,
+    schema: integer(1, 65535),
+  },
+  apacheHttpsPort: {
+    env: 'APACHE_HTTPS_PORT',
+    default: DEFAULT_APACHE_HTTPS_PORT,
+    doc: "Host port of Apache's HTTPS listener (apache layout); names the port in the default PUBLIC_ORIGINS.",
+    fix: `the port browsers use for Apache's HTTPS, e.g. APACHE_HTTPS_PORT=${DEFAULT_APACHE_HTTPS_PORT}`,
     schema: integer(1, 65535),
   },
   trustProxy: {
@@ -394,6 +411,48 @@ const settings = {
     fix: 'bytes, 0 (off) or between 1048576 and 4294967296, e.g. STATIC_CACHE_BYTES=67108864 for 64 MiB',
     schema: integer(0, 2 ** 32).refine((value) => value === 0 || value >= 1024 * 1024, 'must be 0 or at least 1048576'),
   },
+  rateLimitWindowS: {
+    env: 'RATE_LIMIT_WINDOW_S',
+    default: '10',
+    doc: 'The window of the per-client rate limits: RATE_LIMIT_SESSION_STARTS and RATE_LIMIT_WEBSOCKETS count per client address over this many seconds, and a refused client is told to retry when its window ends.',
+    fix: 'seconds between 1 and 3600',
+    schema: integer(1, 3600),
+  },
+  rateLimitSessionStarts: {
+    env: 'RATE_LIMIT_SESSION_STARTS',
+    default: '100',
+    doc: "New Bokeh sessions (app pages and autoload.js) one client address may start per window; more get 429 with Retry-After. The client address is the one TRUST_PROXY decides. 100 per 10 s lets a classroom of 40 behind one NAT address all load a page at once, and reload, while one client's flood cannot stall Bokeh; 0 turns the limit off.",
+    fix: 'a count, 0 (off) or between 1 and 1000000, e.g. RATE_LIMIT_SESSION_STARTS=100',
+    schema: integer(0, 1_000_000),
+  },
+  rateLimitWebSockets: {
+    env: 'RATE_LIMIT_WEBSOCKETS',
+    default: '200',
+    doc: 'WebSocket upgrades one client address may make per window (each session opens one; reconnects count too); more get 429 with Retry-After before anything reaches Bokeh. 0 turns the limit off.',
+    fix: 'a count, 0 (off) or between 1 and 1000000, e.g. RATE_LIMIT_WEBSOCKETS=200',
+    schema: integer(0, 1_000_000),
+  },
+  maxWebSocketsPerClient: {
+    env: 'MAX_WEBSOCKETS_PER_CLIENT',
+    default: '200',
+    doc: 'WebSockets (open app sessions) one client address may hold at once; one more gets 429. 200 is 40 users with 5 app tabs each behind one address; 0 turns the cap off.',
+    fix: 'a count, 0 (off) or between 1 and 1000000, e.g. MAX_WEBSOCKETS_PER_CLIENT=200',
+    schema: integer(0, 1_000_000),
+  },
+  maxSessionsPerReplica: {
+    env: 'MAX_SESSIONS_PER_REPLICA',
+    default: '500',
+    doc: "Live sessions one Bokeh replica may hold (as it counts them, plus the ones this gateway started since its last check); new sessions go to a replica with room, and when every replica is full page loads get 503 with Retry-After. Size it to what one replica's memory and CPU hold for your apps; 0 turns the cap off.",
+    fix: 'a count, 0 (off) or between 1 and 1000000, e.g. MAX_SESSIONS_PER_REPLICA=500, or add Bokeh replicas',
+    schema: integer(0, 1_000_000),
+  },
+  metricsPort: {
+    env: 'METRICS_PORT',
+    default: '0',
+    doc: "Port of the gateway's Prometheus metrics listener (GET /metrics), apart from the public port and on LISTEN_ADDRESS; 0 turns metrics off. The compose file sets 9464 and publishes it nowhere: Prometheus reaches it on the backend network.",
+    fix: 'a TCP port other than PORT, e.g. METRICS_PORT=9464, or 0 for no metrics',
+    schema: integer(0, 65535),
+  },
 } satisfies { [K in keyof Settings]: Setting<Settings[K]> };
 
 /** The settings table, for documentation and for tests that keep .env.example honest. */
@@ -512,13 +571,18 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   } = values as unknown as Settings;
   const config: Config = {
     ...rest,
-    publicOrigins: publicOrigins ?? defaultPublicOrigins(rest.gatewayPort, rest.nginxHttpsPort),
+    publicOrigins: publicOrigins ?? defaultPublicOrigins(rest.gatewayPort, rest.nginxHttpsPort, rest.apacheHttpsPort),
     secretKey: readSecretKey(values as unknown as Settings, problems),
     basicUsers: readBasicUsers(values as unknown as Settings, problems),
   };
   if (config.requestTimeoutMs < config.headersTimeoutMs) {
     problems.push(
       `REQUEST_TIMEOUT_MS=${config.requestTimeoutMs} is shorter than HEADERS_TIMEOUT_MS=${config.headersTimeoutMs}. Set REQUEST_TIMEOUT_MS to at least ${config.headersTimeoutMs}.`,
+    );
+  }
+  if (config.metricsPort !== 0 && config.metricsPort === config.port) {
+    problems.push(
+      `METRICS_PORT=${config.metricsPort} is the public PORT; metrics must not be served to every visitor. Set METRICS_PORT to another port, e.g. 9464.`,
     );
   }
   if (config.authMode === 'header' && config.trustProxy === false) {

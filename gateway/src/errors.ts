@@ -34,6 +34,10 @@ export const ERROR_CODES = [
   'BAD_SUBPROTOCOL',
   'ORIGIN_NOT_ALLOWED',
   'SHUTTING_DOWN',
+  // Limits
+  'RATE_LIMITED',
+  'TOO_MANY_WEBSOCKETS',
+  'AT_CAPACITY',
   // Bokeh behind the gateway
   'BOKEH_UNAVAILABLE',
   'BOKEH_BAD_GATEWAY',
@@ -114,11 +118,11 @@ export function sendError(req: IncomingMessage, res: ServerResponse, error: Gate
   }
   const { type, body } = errorBody(req, error, detailHtml);
   res.writeHead(error.status, {
+    ...(error.status === 503 ? { 'Retry-After': '5' } : {}),
     ...error.headers,
     'Content-Type': type,
     'Content-Length': Buffer.byteLength(body),
     'Cache-Control': 'no-store',
-    ...(error.status === 503 ? { 'Retry-After': '5' } : {}),
   });
   res.end(body);
 }

@@ -49,6 +49,8 @@ export class FrameScanner {
   /** Between the first and the last frame of a fragmented message. */
   private fragmented = false;
   private messageBytes = 0;
+  /** Data messages whose last frame has passed, for metrics. */
+  messages = 0;
   /** After a close frame, a violation or our own close, nothing more passes. */
   private stopped = false;
   private holding = false;
@@ -167,7 +169,9 @@ export class FrameScanner {
   }
 
   private frameDone(): void {
-    if (this.finalFrame) this.messageBytes = 0;
+    if (!this.finalFrame) return;
+    this.messageBytes = 0;
+    this.messages += 1;
   }
 
   private stop(): void {

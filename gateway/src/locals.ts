@@ -14,5 +14,7 @@ declare module 'express-serve-static-core' {
     sessionId?: string;
     /** When the gateway chose that id: the request's URL for another fresh id (sessions.ts). */
     withSessionId?: (sessionId: string) => string;
+    /** A refusal that limits.ts logs once per client, so the request log leaves it out. */
+    quiet?: boolean;
   }
 }

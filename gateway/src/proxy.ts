@@ -9,6 +9,7 @@ import { createProxyMiddleware, proxyEventsPlugin, type RequestHandler } from 'h
 import type { Logger } from 'pino';
 import { underPrefix } from './bokeh-paths.js';
 import type { Config } from './config.js';
+import type { Metrics } from './metrics.js';
 import { sendError, upstreamError } from './errors.js';
 import { forwardedHeaders, type ClientView } from './forwarded.js';
 import type { Upstream, Upstreams } from './upstream.js';
@@ -18,6 +19,7 @@ export function httpProxy(
   upstreams: Upstreams,
   view: (req: IncomingMessage) => ClientView,
   log: Logger,
+  metrics: Metrics,
 ): RequestHandler<IncomingMessage, ServerResponse> {
   /** The Bokeh each request went to, for the message when it fails. */
   const chosen = new WeakMap<IncomingMessage, Upstream>();
@@ -50,6 +52,7 @@ export function httpProxy(
       },
       error: (err, req, res) => {
         const error = upstreamError(err as NodeJS.ErrnoException, (chosen.get(req) ?? upstreams.any()).origin);
+        metrics.upstreamError((err as NodeJS.ErrnoException).code ?? 'other');
         log.warn({ err: { message: err.message, code: (err as NodeJS.ErrnoException).code }, url: req.url, status: error.status }, 'bokeh request failed');
         if ('writeHead' in res) sendError(req, res, error);
         else res.destroy();

@@ -15,6 +15,8 @@ import type { Config } from './config.js';
 import { answerOnSocket, sendError } from './errors.js';
 import { clientView, ProxyTrust } from './forwarded.js';
 import { healthRouter } from './health.js';
+import { clientLimits } from './limits.js';
+import { createMetrics, noMetrics, startMetricsServer, type Metrics } from './metrics.js';
 import { pagesRouter } from './pages.js';
 import { httpProxy } from './proxy.js';
 import { sessionProxy } from './session-proxy.js';
@@ -46,6 +48,8 @@ export interface GatewayServer {
   readonly url: string;
   /** The Bokeh servers it talks to. */
   readonly upstreams: Upstreams;
+  /** Where Prometheus scrapes, when METRICS_PORT is set. */
+  readonly metricsUrl: string | undefined;
   /** Stops accepting, closes WebSockets with 1001, lets requests finish within the bound. */
   close(): Promise<void>;
 }
@@ -63,12 +67,15 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
     return cached;
   };
 
+  const metrics = config.metricsPort === 0 ? noMetrics() : createMetrics();
   const upstreams = createUpstreams(config, log);
+  metrics.watchReplicas(() => upstreams.replicas());
   // The first requests find the replicas already known.
   await upstreams.start();
+  const limits = clientLimits(config, log, metrics);
   // The relay is made next; the check runs per upgrade, long after.
-  const admission = admissionPipeline({ config, auth, view, shuttingDown: () => relay.shuttingDown, newSessionId: () => upstreams.newSessionId() });
-  const relay = webSocketRelay(config, upstreams, admission, log);
+  const admission = admissionPipeline({ config, auth, view, shuttingDown: () => relay.shuttingDown, newSessionId: () => upstreams.newSessionId(), limits });
+  const relay = webSocketRelay(config, upstreams, admission, log, metrics);
   const app = express();
   app.disable('x-powered-by');
   app.set('query parser', 'simple');
@@ -76,6 +83,7 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
   app.use((req: Request, _res: Response, next: NextFunction) => {
     trust.prepare(req).then(() => next(), next);
   });
+  if (metrics.enabled) app.use(countRequests(metrics));
   app.use(
     pinoHttp({
       logger: log,
@@ -89,14 +97,14 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
         }),
         res: (res: { statusCode: number }) => ({ status: res.statusCode }),
       },
-      customLogLevel: (_req, res, err) => (err || res.statusCode >= 500 ? 'warn' : 'info'),
+      customLogLevel: (_req, res, err) => ((res as Response).locals?.quiet ? 'silent' : err || res.statusCode >= 500 ? 'warn' : 'info'),
     }),
   );
   app.use(healthRouter(config, upstreams, () => ({ openWebSockets: relay.openSessions })));
   app.use(httpAdmission(admission));
   if (config.staticCacheBytes > 0) app.use(staticCache(config, upstreams, log));
-  app.use(sessionProxy(config, upstreams, view, log));
-  app.use(httpProxy(config, upstreams, view, log));
+  app.use(sessionProxy(config, upstreams, view, log, metrics));
+  app.use(httpProxy(config, upstreams, view, log, metrics));
   app.use(pagesRouter(config, view));
   app.use((req: Request, res: Response) => {
     sendError(req, res, { status: 404, code: 'NOT_FOUND', message: `Nothing here. Apps are at /apps/<name> and Bokeh itself under ${config.bokehPrefix}/.` });
@@ -155,6 +163,7 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
       resolve();
     });
   });
+  const metricsServer = config.metricsPort === 0 ? undefined : await startMetricsServer(metrics, config.metricsPort, config.listenAddress);
   const address = server.address() as AddressInfo;
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   const url = `http://${host === '0.0.0.0' || host === '[::]' ? '127.0.0.1' : host}:${address.port}`;
@@ -171,9 +180,29 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
       await stopped;
       clearTimeout(timer);
       upstreams.close();
+      metricsServer?.server.close();
     })();
     return closing;
   };
 
-  return { server, url, upstreams, close };
+  return { server, url, upstreams, metricsUrl: metricsServer?.url, close };
+}
+
+/** Health probes, by path: the router that answers them comes before any route is known. */
+const HEALTH_PATHS = new Set(['/healthz', '/readyz']);
+
+/**
+ * Counts every HTTP answer by route class: the Bokeh route's kind when the request was one,
+ * "health" for the probes, "gateway" for the gateway's own pages and files.
+ */
+function countRequests(metrics: Metrics) {
+  return (req: Request, res: Response, next: NextFunction): void => {
+    const started = process.hrtime.bigint();
+    res.once('finish', () => {
+      const route = res.locals.bokehRoute?.kind ?? (HEALTH_PATHS.has(req.path) ? 'health' : 'gateway');
+      const cache = route === 'static' ? res.getHeader('x-cache') : undefined;
+      metrics.httpRequest(route, req.method, res.statusCode, Number(process.hrtime.bigint() - started) / 1e9, typeof cache === 'string' ? cache : undefined);
+    });
+    next();
+  };
 }

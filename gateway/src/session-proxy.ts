@@ -14,8 +14,10 @@ import type { IncomingMessage } from 'node:http';
 import type { NextFunction, Request, Response } from 'express';
 import type { Logger } from 'pino';
 import type { Config } from './config.js';
+import type { Metrics } from './metrics.js';
 import { sendError, upstreamError, type GatewayError } from './errors.js';
 import { forwardedHeaders, type ClientView } from './forwarded.js';
+import { atCapacity } from './sessions.js';
 import { failureOf, MAX_REPLICA_ATTEMPTS, refusedForDrain, type ReplicaFailure, type Upstream, type Upstreams } from './upstream.js';
 
 /** Headers that describe one hop and are never passed on (RFC 9110 section 7.6.1). */
@@ -33,7 +35,7 @@ const HOP_BY_HOP = new Set([
 
 type Outcome = { sent: true } | ({ sent: false; error: GatewayError } & ReplicaFailure);
 
-export function sessionProxy(config: Config, upstreams: Upstreams, view: (req: IncomingMessage) => ClientView, log: Logger) {
+export function sessionProxy(config: Config, upstreams: Upstreams, view: (req: IncomingMessage) => ClientView, log: Logger, metrics: Metrics) {
   /** One try: the answer goes to the browser, or says why another replica should be asked. */
   const send = (req: Request, res: Response, upstream: Upstream, path: string): Promise<Outcome> =>
     new Promise((resolve) => {
@@ -63,6 +65,7 @@ export function sessionProxy(config: Config, upstreams: Upstreams, view: (req: I
             sent: false,
             replica: 'draining',
             retry: true,
+            kind: 'draining',
             error: { status: 503, code: 'BOKEH_UNAVAILABLE', message: 'Every Bokeh replica is shutting down or unreachable; reload the page in a moment.' },
           });
         }
@@ -72,6 +75,7 @@ export function sessionProxy(config: Config, upstreams: Upstreams, view: (req: I
         }
         passed['cache-control'] = 'no-store';
         res.writeHead(answer.statusCode ?? 502, passed);
+        if (answer.statusCode === 200) metrics.sessionStarted(res.locals.bokehRoute?.app ?? 'unknown', upstream.origin);
         answer.on('error', () => res.destroy());
         answer.on('aborted', () => res.destroy());
         answer.pipe(res);
@@ -91,6 +95,7 @@ export function sessionProxy(config: Config, upstreams: Upstreams, view: (req: I
       const outcome = await send(req, res, upstream, path);
       if (outcome.sent) return;
       failure = outcome.error;
+      metrics.upstreamError(outcome.kind ?? 'other');
       if (outcome.replica !== undefined) upstreams.report(upstream, outcome.replica);
       if (!outcome.retry || res.destroyed) break;
       tried.add(upstream);
@@ -98,7 +103,12 @@ export function sessionProxy(config: Config, upstreams: Upstreams, view: (req: I
       // A session id the gateway chose is chosen again, for a replica that has not failed; an id
       // the client brought stays, and goes where every gateway would send it now.
       if (withId !== undefined) {
-        sessionId = upstreams.newSessionId(tried);
+        const next = upstreams.newSessionId(tried);
+        if (next === undefined) {
+          failure = atCapacity(config);
+          break;
+        }
+        sessionId = next;
         path = withId(sessionId);
       }
     }

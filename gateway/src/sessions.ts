@@ -79,7 +79,7 @@ export function startSession(
   req: IncomingMessage,
   forwarded: Record<string, string>,
   user: string | undefined,
-  newSessionId: () => string = () => generateSessionId(config.secretKey),
+  newSessionId: () => string | undefined = () => generateSessionId(config.secretKey),
 ): SessionStart {
   const url = new URL(req.url ?? '/', 'http://gateway.invalid');
   const tokens = url.searchParams.getAll('bokeh-token');
@@ -112,8 +112,22 @@ export function startSession(
   };
   if (ids.length === 1) return { ok: true, upstreamUrl: withId(ids[0]!), sessionId: ids[0]! };
   const sessionId = newSessionId();
+  if (sessionId === undefined) return { ok: false, error: atCapacity(config) };
   return { ok: true, upstreamUrl: withId(sessionId), sessionId, withId };
 }
+
+/** Every serving Bokeh replica holds MAX_SESSIONS_PER_REPLICA sessions. */
+export function atCapacity(config: Config): GatewayError {
+  return {
+    status: 503,
+    code: 'AT_CAPACITY',
+    message: `The deployment is at capacity: every Bokeh replica holds ${config.maxSessionsPerReplica} sessions. Try again in a moment; to serve more, add Bokeh replicas or raise MAX_SESSIONS_PER_REPLICA.`,
+    headers: { 'Retry-After': String(AT_CAPACITY_RETRY_S) },
+  };
+}
+
+/** Unused sessions are dropped after 15 s and Bokeh checks every 17 s: room comes back within that. */
+const AT_CAPACITY_RETRY_S = 15;
 
 /** A token that may open its session, with the session's id, or why it may not. */
 export type TokenAdmission = { ok: true; sessionId: string } | { ok: false; error: GatewayError };

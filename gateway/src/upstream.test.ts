@@ -79,7 +79,7 @@ test('a new session goes to the least loaded serving replica, and its id says wh
   replicas[1]!.status = { state: 'serving', sessions: 1 };
   replicas[2]!.status = { state: 'serving', sessions: 2 };
   const upstreams = await started();
-  const ids = Array.from({ length: 4 }, () => upstreams.newSessionId());
+  const ids = Array.from({ length: 4 }, () => upstreams.newSessionId()!);
   // 1 -> 2 sessions ties with the third replica's 2; the next two fill both to 3.
   const holders = await Promise.all(ids.map((id) => originOf(upstreams, id)));
   expect(holders[0]).toBe(replicas[1]!.origin);
@@ -97,28 +97,28 @@ test('two gateways with the same key route every session alike, with no shared s
   const first = await started();
   const second = await started([...replicas.map((replica) => replica.origin)].reverse());
   for (let i = 0; i < 12; i++) {
-    const id = first.newSessionId();
+    const id = first.newSessionId()!;
     expect(await originOf(second, id)).toBe(await originOf(first, id));
   }
 });
 
 test('a draining replica keeps its sessions and gets no new ones', async () => {
   const upstreams = await started();
-  const pinned = upstreams.newSessionId();
+  const pinned = upstreams.newSessionId()!;
   const holder = await originOf(upstreams, pinned);
   const draining = replicas.find((replica) => replica.origin === holder)!;
   draining.status = { state: 'draining', sessions: 1 };
   upstreams.report(await upstreams.forSession(pinned), 'draining');
   expect(upstreams.replicas().find((replica) => replica.url === holder)?.state).toBe('draining');
   expect(await originOf(upstreams, pinned)).toBe(holder);
-  for (let i = 0; i < 10; i++) expect(await originOf(upstreams, upstreams.newSessionId())).not.toBe(holder);
+  for (let i = 0; i < 10; i++) expect(await originOf(upstreams, upstreams.newSessionId()!)).not.toBe(holder);
   expect(upstreams.any().origin).not.toBe(holder);
 });
 
 test("a dead replica's sessions go where rendezvous hashing says, the same for every gateway", async () => {
   const first = await started();
   const second = await started();
-  const ids = Array.from({ length: 9 }, () => first.newSessionId());
+  const ids = Array.from({ length: 9 }, () => first.newSessionId()!);
   const dead = replicas[0]!.origin;
   const orphans = (await Promise.all(ids.map(async (id) => ((await originOf(first, id)) === dead ? id : undefined)))).filter((id) => id !== undefined);
   expect(orphans.length).toBeGreaterThan(0);
@@ -136,7 +136,7 @@ test('a replica that does not answer is down and gets no new sessions', async ()
   const gone = `http://127.0.0.9:${new URL(replicas[0]!.origin).port}`;
   const upstreams = await started([replicas[0]!.origin, gone]);
   expect(upstreams.replicas().map((replica) => replica.state)).toEqual(['serving', 'down']);
-  for (let i = 0; i < 5; i++) expect(await originOf(upstreams, upstreams.newSessionId())).toBe(replicas[0]!.origin);
+  for (let i = 0; i < 5; i++) expect(await originOf(upstreams, upstreams.newSessionId()!)).toBe(replicas[0]!.origin);
 });
 
 test('a Bokeh without the status route counts as serving', async () => {
@@ -150,7 +150,7 @@ test('with no live replica, every choice is the configured URL, so its failure n
   const upstreams = await started([gone]);
   expect(upstreams.replicas()).toEqual([{ url: gone, state: 'down', sessions: 0 }]);
   expect(upstreams.any().origin).toBe(gone);
-  expect(await originOf(upstreams, upstreams.newSessionId())).toBe(gone);
+  expect(await originOf(upstreams, upstreams.newSessionId()!)).toBe(gone);
 });
 
 test("requests go to the replica's address over its keep-alive pool", async () => {

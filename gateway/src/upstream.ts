@@ -83,8 +83,11 @@ export interface Upstreams {
   start(): Promise<void>;
   /** Looks for replicas and checks each one now (or waits for the round under way). */
   refresh(): Promise<void>;
-  /** An id for a new session, tagged for the replica that should hold it; `avoid` just failed. */
-  newSessionId(avoid?: ReadonlySet<Upstream>): string;
+  /**
+   * An id for a new session, tagged for the replica that should hold it; `avoid` just failed.
+   * Undefined when every serving replica holds MAX_SESSIONS_PER_REPLICA sessions.
+   */
+  newSessionId(avoid?: ReadonlySet<Upstream>): string | undefined;
   /** The replica that holds session `id`, or the one that takes it over; `avoid` just failed. */
   forSession(id: string, avoid?: ReadonlySet<Upstream>): Promise<Upstream>;
   /** A replica for a request that no session depends on (static files, metadata). */
@@ -133,12 +136,14 @@ export interface ReplicaFailure {
   replica?: 'draining' | 'down';
   /** Whether no session can have been made, so that another replica may be asked. */
   retry: boolean;
+  /** What went wrong, for metrics: a Node error code, "draining", "refused" or "bad_handshake". */
+  kind?: string;
 }
 
 /** A connection or request error, read as what it says about the replica. */
 export function failureOf(err: NodeJS.ErrnoException): ReplicaFailure {
   const code = err.code ?? '';
-  return { ...(GONE.has(code) ? { replica: 'down' as const } : {}), retry: RETRYABLE.has(code) };
+  return { ...(GONE.has(code) ? { replica: 'down' as const } : {}), retry: RETRYABLE.has(code), kind: code || 'other' };
 }
 
 /** Whether an answer is a draining replica's refusal to start a session (bokeh/launcher/replica.py). */
@@ -337,9 +342,12 @@ export function createUpstreams(config: Config, log?: Logger): Upstreams {
     },
     refresh: runRound,
     newSessionId(avoid) {
-      const choices = candidates(avoid);
-      if (choices.length === 0) return generateSessionId(config.secretKey);
       const load = (replica: Replica) => replica.sessions + replica.started;
+      const cap = config.maxSessionsPerReplica;
+      const found = candidates(avoid);
+      if (found.length === 0) return generateSessionId(config.secretKey);
+      const choices = cap === 0 ? found : found.filter((replica) => load(replica) < cap);
+      if (choices.length === 0) return undefined;
       const least = Math.min(...choices.map(load));
       const ties = choices.filter((replica) => load(replica) === least);
       const chosen = ties[randomInt(ties.length)]!;

@@ -16,10 +16,11 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
-import type { AdmissionPipeline } from './admission.js';
+import { LIMIT_CODES, type AdmissionPipeline } from './admission.js';
 import type { Config } from './config.js';
 import { answerOnSocket, type GatewayError } from './errors.js';
 import { clientCloseFrame } from './frames.js';
+import type { Metrics } from './metrics.js';
 import { MAX_REPLICA_ATTEMPTS, type Upstream, type Upstreams } from './upstream.js';
 import { CLOSE } from './ws-constants.js';
 import { destroyOnError, switchingProtocols } from './ws-handshake.js';
@@ -37,13 +38,19 @@ export interface WebSocketRelay {
   readonly shuttingDown: boolean;
 }
 
-export function webSocketRelay(config: Config, upstreams: Upstreams, admission: AdmissionPipeline, log: Logger): WebSocketRelay {
+export function webSocketRelay(config: Config, upstreams: Upstreams, admission: AdmissionPipeline, log: Logger, metrics: Metrics): WebSocketRelay {
   const registry = new RelayRegistry(config.wsIdleTimeoutMs, log);
 
   function refuse(socket: Duplex, error: GatewayError, meta: Record<string, unknown>): void {
-    log.info({ ...meta, status: error.status, error: error.code }, 'websocket refused');
+    // A limit's refusals are logged by limits.ts, once per client and window.
+    if (!LIMIT_CODES.has(error.code)) log.info({ ...meta, status: error.status, error: error.code }, 'websocket refused');
     answerOnSocket(socket, error);
   }
+
+  const ended = (pair: RelayPair): void => {
+    registry.forget(pair);
+    metrics.webSocketClosed(String(pair.meta.replica), pair.closeCodeSeen);
+  };
 
   const bokehSide: BokehSideEvents = {
     refused: refuse,
@@ -55,8 +62,9 @@ export function webSocketRelay(config: Config, upstreams: Upstreams, admission: 
       bokeh.setNoDelay(true);
       browser.write(switchingProtocols(accept, protocol));
       const meta = { ...handshakeMeta, protocol };
-      const pair = new RelayPair(browser, bokeh, config.wsMaxMessageBytes, meta, log, registry.forget);
+      const pair = new RelayPair(browser, bokeh, config.wsMaxMessageBytes, meta, log, ended, metrics.relayed);
       registry.add(pair);
+      metrics.webSocketOpened(String(handshakeMeta.replica));
       log.info(meta, 'websocket opened');
       pair.start(browserHead, bokehHead);
     },
@@ -80,6 +88,7 @@ export function webSocketRelay(config: Config, upstreams: Upstreams, admission: 
             // A replica that drains or died made no session: the one that takes the session over
             // (upstream.ts) is asked instead, before the browser hears anything.
             const tryAnother: TryAnother = (error, failure) => {
+              metrics.upstreamError(failure.kind ?? 'other');
               if (failure.replica !== undefined) upstreams.report(upstream, failure.replica);
               tried.add(upstream);
               if (!failure.retry || tried.size >= MAX_REPLICA_ATTEMPTS || !socket.writable) return false;
@@ -89,7 +98,8 @@ export function webSocketRelay(config: Config, upstreams: Upstreams, admission: 
               );
               return true;
             };
-            openBokehSide(req, socket, head, view, upstream, offered!, pathAndQuery, config.upstreamTimeoutMs, handshakeMeta, bokehSide, tryAnother);
+            const replicaMeta = { ...handshakeMeta, replica: upstream.origin };
+            openBokehSide(req, socket, head, view, upstream, offered!, pathAndQuery, config.upstreamTimeoutMs, replicaMeta, bokehSide, tryAnother);
           };
           return upstreams.forSession(sessionId!).then(open);
         },

@@ -13,6 +13,7 @@
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { clientCloseFrame, FrameScanner, serverCloseFrame, type ScanResult } from './frames.js';
+import type { RelayTotals } from './metrics.js';
 import { CLOSE } from './ws-constants.js';
 
 /**
@@ -37,6 +38,9 @@ interface Direction {
   closeSent: boolean;
   /** `to` is ended or destroyed. */
   done: boolean;
+  /** Where this direction's traffic is added up for metrics. */
+  bytesKey: 'upBytes' | 'downBytes';
+  messagesKey: 'upMessages' | 'downMessages';
 }
 
 /** A relayed pair: the browser's socket, Bokeh's socket, and the frames between them. */
@@ -64,15 +68,30 @@ export class RelayPair {
     readonly meta: Record<string, unknown>,
     private readonly log: Logger,
     onEnd: (pair: RelayPair) => void,
+    totals: RelayTotals = { upMessages: 0, upBytes: 0, downMessages: 0, downBytes: 0 },
   ) {
     this.finished = new Promise((resolve) => (this.finish = resolve));
-    this.up = { from: browser, to: bokeh, scanner: new FrameScanner(true, maxMessageBytes), toSide: 'bokeh', closeSent: false, done: false };
-    this.down = { from: bokeh, to: browser, scanner: new FrameScanner(false, maxMessageBytes), toSide: 'browser', closeSent: false, done: false };
+    const direction = (from: Duplex, to: Duplex, masked: boolean, toSide: Side, up: boolean): Direction => ({
+      from,
+      to,
+      scanner: new FrameScanner(masked, maxMessageBytes),
+      toSide,
+      closeSent: false,
+      done: false,
+      bytesKey: up ? 'upBytes' : 'downBytes',
+      messagesKey: up ? 'upMessages' : 'downMessages',
+    });
+    this.up = direction(browser, bokeh, true, 'bokeh', true);
+    this.down = direction(bokeh, browser, false, 'browser', false);
     for (const dir of [this.up, this.down]) {
       const opposite = dir === this.up ? this.down : this.up;
       dir.from.on('data', (chunk: Buffer) => {
         if (dir === this.up) this.active = true;
-        this.deliver(dir, dir.scanner.scan(chunk));
+        const before = dir.scanner.messages;
+        const result = dir.scanner.scan(chunk);
+        totals[dir.bytesKey] += chunk.length;
+        totals[dir.messagesKey] += dir.scanner.messages - before;
+        this.deliver(dir, result);
       });
       dir.from.on('end', () => this.sourceEnded(dir));
       dir.from.on('close', () => {
@@ -118,6 +137,11 @@ export class RelayPair {
       this.log.info({ ...this.meta, code, reason, sender }, 'websocket protocol violation');
       this.close(code, sender === 'browser' ? reason : `Bokeh sent a frame the gateway refuses: ${reason}`);
     }
+  }
+
+  /** The first close code seen (from either side or the gateway's own), once there is one. */
+  get closeCodeSeen(): number | undefined {
+    return this.closeCode;
   }
 
   private noteClose(code: number | undefined, by: Side | 'gateway'): void {

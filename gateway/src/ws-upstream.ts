@@ -72,7 +72,7 @@ export function openBokehSide(
   // Until the relay owns the browser's socket, losing that socket must release Bokeh's.
   const releaseUpstream = () => upstream.destroy();
   socket.once('close', releaseUpstream);
-  const fail = (error: GatewayError, failure: ReplicaFailure = { retry: false }) => {
+  const fail = (error: GatewayError, failure: ReplicaFailure) => {
     if (answered) return;
     answered = true;
     socket.off('close', releaseUpstream);
@@ -111,7 +111,7 @@ export function openBokehSide(
         message: `The Bokeh server refused the WebSocket (${status}${detail ? `: ${detail}` : ''}).`,
       };
       // A draining replica starts no session, so another may take this one.
-      fail(error, drains ? { replica: 'draining', retry: true } : { retry: false });
+      fail(error, drains ? { replica: 'draining', retry: true, kind: 'draining' } : { retry: false, kind: 'refused' });
     });
   });
   upstream.on('upgrade', (res, bokeh: Socket, bokehHead: Buffer) => {
@@ -126,7 +126,10 @@ export function openBokehSide(
             : undefined;
     if (wrong !== undefined) {
       bokeh.destroy();
-      fail({ status: 502, code: 'BOKEH_BAD_GATEWAY', message: `The Bokeh server answered the WebSocket handshake with ${wrong}.` });
+      fail(
+        { status: 502, code: 'BOKEH_BAD_GATEWAY', message: `The Bokeh server answered the WebSocket handshake with ${wrong}.` },
+        { retry: false, kind: 'bad_handshake' },
+      );
       return;
     }
     answered = true;

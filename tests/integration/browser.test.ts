@@ -1,6 +1,6 @@
 /**
- * The pages in a real browser, in both layouts: headless Chromium loads them through the gateway
- * (and through NGINX over https), BokehJS renders and talks to Bokeh, and the page says how the
+ * The pages in a real browser, in every layout: headless Chromium loads them through the gateway
+ * (and through NGINX and Apache over https), BokehJS renders and talks to Bokeh, and the page says how the
  * connection stands. Protocol-level clients (the other files) cannot see what BokehJS does with
  * what it gets; this file looks at the page as a user does. Screenshots go to test-results/browser/.
  *
@@ -85,7 +85,7 @@ async function sliderRoundTrip(page: Page): Promise<void> {
 
 /**
  * What each layout must show a user. `origin` is the address the browser uses (the gateway, or
- * NGINX over https); `context` is a fresh browser context per test.
+ * a front over https); `context` is a fresh browser context per test.
  */
 function appPagesIn(layout: string, origin: () => string, context: () => BrowserContext): void {
   test(
@@ -274,24 +274,30 @@ describeInBrowser('bare-dev in a browser: browser -> gateway -> bokeh', () => {
   );
 });
 
-describeInBrowser('NGINX in a browser: browser -> nginx (https) -> gateway -> bokeh', () => {
-  const stack = useStack({ nginx: true });
-  // This browser instance trusts the stack's development certificate, and nothing else extra.
-  const context = useBrowserContext(() => launchChromium({ trust: stack().nginx!.ca }));
+for (const { front, name } of [
+  { front: 'nginx', name: 'NGINX' },
+  { front: 'apache', name: 'Apache' },
+] as const) {
+  describeInBrowser(`${name} in a browser: browser -> ${front} (https) -> gateway -> bokeh`, () => {
+    const stack = useStack({ front });
+    const door = () => stack()[front]!;
+    // This browser instance trusts the stack's development certificate, and nothing else extra.
+    const context = useBrowserContext(() => launchChromium({ trust: door().ca }));
 
-  appPagesIn('nginx', () => stack().nginx!.https, context);
+    appPagesIn(front, () => door().https, context);
 
-  test(
-    'a browser not told about the development certificate refuses the page',
-    async () => {
-      const plain = await launchChromium();
-      try {
-        const page = await plain.newPage();
-        await expect(page.goto(`${stack().nginx!.https}/`)).rejects.toThrow(/ERR_CERT_AUTHORITY_INVALID/);
-      } finally {
-        await plain.close();
-      }
-    },
-    TIMEOUT_MS,
-  );
-});
+    test(
+      'a browser not told about the development certificate refuses the page',
+      async () => {
+        const plain = await launchChromium();
+        try {
+          const page = await plain.newPage();
+          await expect(page.goto(`${door().https}/`)).rejects.toThrow(/ERR_CERT_AUTHORITY_INVALID/);
+        } finally {
+          await plain.close();
+        }
+      },
+      TIMEOUT_MS,
+    );
+  });
+}

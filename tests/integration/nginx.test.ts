@@ -7,9 +7,9 @@
 import { randomBytes } from 'node:crypto';
 import { autoloadSrc, autoloadUrlFor, BokehClient, modelNamed, tokenFromAutoload } from '../../client/bokeh-client.js';
 import { pingP50 } from '../support/ping.js';
-import { eventually, openAppPage, PREFIX, request, run, useStack, type Stack } from '../support/stack.js';
+import { eventually, openAppPage, PREFIX, request, run, useStack, type Reply, type Stack } from '../support/stack.js';
 
-const stack = useStack({ nginx: true });
+const stack = useStack({ front: 'nginx' });
 let front: NonNullable<Stack['nginx']>;
 beforeAll(() => {
   front = stack().nginx!;
@@ -146,5 +146,46 @@ describe('the gateway down behind NGINX', () => {
     await run('docker', ['start', gateway]);
     await eventually(async () => (await get('/readyz')).status === 200, 60_000, 'the gateway behind NGINX');
     expect((await get('/apps/sliders')).status).toBe(200);
+  }, 90_000);
+});
+
+describe("NGINX's own per-client limit", () => {
+  test("past its burst NGINX answers 429 with Retry-After in the gateway's shape, JSON or HTML, never its own page", async () => {
+    // The gateway's /healthz is the cheapest request that passes NGINX's limits (NGINX's own
+    // /nginx-healthz answers before limits apply), and the gateway limits none of it: every 429
+    // is NGINX's. 4000 requests in a few seconds are more than its burst of 2000 plus what
+    // 100 requests/s refill meanwhile; 64 at a time over kept-alive connections, so the
+    // request rate trips, not the connection cap.
+    const statuses: number[] = [];
+    // Half the requests prefer JSON, half HTML; the first refusal of each kind is kept.
+    const refusals: { json?: Reply; html?: Reply } = {};
+    const started = Date.now();
+    const worker = async () => {
+      while (statuses.length < 4000) {
+        const kind = statuses.length % 2 === 0 ? 'json' : 'html';
+        const reply = await get('/healthz', { accept: kind === 'json' ? 'application/json' : 'text/html,application/json;q=0.9' });
+        statuses.push(reply.status);
+        if (reply.status === 429) refusals[kind] ??= reply;
+      }
+    };
+    await Promise.all(Array.from({ length: 64 }, worker));
+    const seconds = (Date.now() - started) / 1000;
+    const refused = statuses.filter((status) => status === 429).length;
+    process.stdout.write(`[nginx] ${statuses.length} requests in ${seconds.toFixed(1)} s, ${refused} refused by NGINX\n`);
+    expect(statuses.filter((status) => status !== 200 && status !== 429)).toEqual([]);
+    expect(refused).toBeGreaterThan(0);
+    // The burst was answered at once, and the rate after it.
+    expect(statuses.length - refused).toBeGreaterThanOrEqual(2000);
+
+    const { json, html } = refusals;
+    expect(json?.headers['retry-after']).toBe('1');
+    expect(json?.headers['content-type']).toContain('application/json');
+    expect(JSON.parse(json!.body)).toMatchObject({ error: 'RATE_LIMITED', status: 429, message: expect.stringContaining('Too many requests') });
+    expect(html?.headers['retry-after']).toBe('1');
+    expect(html?.headers['content-type']).toContain('text/html');
+    expect(html!.body).toContain('<h1>429 Too Many Requests</h1>');
+    expect(html!.body).not.toContain('nginx');
+    // The bucket refills: a moment later the client is served again.
+    await eventually(async () => (await get('/healthz')).status === 200, 10_000, 'NGINX serving again');
   }, 90_000);
 });

@@ -29,7 +29,7 @@ export default async function globalSetup(): Promise<void> {
     const { stderr, stdout } = err as { stderr?: string; stdout?: string };
     throw new Error(
       `building the images failed:\n${stdout ?? ''}\n${stderr ?? ''}\n` +
-        'Is the Docker engine running, and can it pull the base images (or are PYTHON_IMAGE and NODE_IMAGE set to local ones)?',
+        'Is the Docker engine running, and can it pull the base images (or are PYTHON_IMAGE, NODE_IMAGE, NGINX_IMAGE, APACHE_IMAGE and PROMETHEUS_IMAGE set to local ones)?',
       { cause: err },
     );
   }

@@ -50,7 +50,7 @@ function readable(body: string): string {
 }
 
 export function hostileSuite(layout: Front['layout']): void {
-  const stack = useStack({ nginx: layout === 'nginx', environment: HOSTILE_ENVIRONMENT });
+  const stack = useStack({ ...(layout === 'bare-dev' ? {} : { front: layout }), environment: HOSTILE_ENVIRONMENT });
   let replay: { token: string; mintedAt: number } | undefined;
 
   beforeAll(async () => {
@@ -70,7 +70,7 @@ export function hostileSuite(layout: Front['layout']): void {
     '%s: a clear answer, and the stack keeps serving',
     async (_name, item) => {
       const front = frontOf(stack());
-      check(await item.run(front), (layout === 'nginx' ? item.nginx : undefined) ?? item.expect);
+      check(await item.run(front), (layout === 'bare-dev' ? undefined : item[layout]) ?? item.expect);
       await servesSession(front);
     },
     40_000,

@@ -10,14 +10,14 @@ import { connect as tcpConnect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { WebSocket } from 'ws';
 import { autoloadUrlFor, modelNamed, tokenFromAutoload } from '../../client/bokeh-client.js';
-import { mintToken, openAppPage, PREFIX, request, type Stack } from './stack.js';
+import { FRONT_NAMES, mintToken, openAppPage, PREFIX, request, type FrontName, type Stack } from './stack.js';
 import { METHOD_CASES, PATH_CASES, SESSION_AND_UPGRADE_CASES, upgradeHeaders, type Expectation, type Forge, type RequestCase } from './hostile-cases.js';
 
 export { HOSTILE_ENVIRONMENT, type Expectation } from './hostile-cases.js';
 
-/** The front a client talks to: the gateway (bare-dev) or NGINX over TLS. */
+/** The front a client talks to: the gateway (bare-dev), or NGINX or Apache over TLS. */
 export interface Front {
-  layout: 'bare-dev' | 'nginx';
+  layout: 'bare-dev' | FrontName;
   /** http://127.0.0.1:port or https://127.0.0.1:port */
   url: string;
   /** An origin the stack lists in PUBLIC_ORIGINS for this front. */
@@ -27,7 +27,10 @@ export interface Front {
 }
 
 export function frontOf(stack: Stack): Front {
-  if (stack.nginx) return { layout: 'nginx', url: stack.nginx.https, origin: stack.nginx.https, ca: stack.nginx.ca, stack };
+  for (const layout of FRONT_NAMES) {
+    const door = stack[layout];
+    if (door) return { layout, url: door.https, origin: door.https, ca: door.ca, stack };
+  }
   return { layout: 'bare-dev', url: stack.url, origin: stack.url, stack };
 }
 
@@ -182,6 +185,8 @@ export interface HostileCase {
   expect: Expectation;
   /** When NGINX answers first in the nginx layout, it may answer differently. */
   nginx?: Expectation;
+  /** When Apache answers first in the apache layout, it may answer differently. */
+  apache?: Expectation;
 }
 
 /** What a request case needs from the stack behind `front`. */
@@ -202,6 +207,7 @@ function sent(item: RequestCase): HostileCase {
     },
     expect: item.expect,
     ...(item.nginx ? { nginx: item.nginx } : {}),
+    ...(item.apache ? { apache: item.apache } : {}),
   };
 }
 
@@ -213,8 +219,17 @@ export const HOSTILE_CASES: HostileCase[] = [
     run: (f) => get(f, `${PREFIX}/ping`, { Cookie: `big=${'x'.repeat(70 * 1024)}` }),
     expect: { status: 431, message: /exceed 64 KB/ },
     nginx: { status: 400 },
+    // Apache refuses it first too: LimitRequestFieldSize is 32 KB, and its answer is a 400.
+    apache: { status: 400 },
   },
-  { name: 'a request target of 100 KB', run: (f) => get(f, `${PREFIX}/ping?${'q'.repeat(100 * 1024)}`), expect: { status: 431 }, nginx: { status: 414 } },
+  {
+    name: 'a request target of 100 KB',
+    run: (f) => get(f, `${PREFIX}/ping?${'q'.repeat(100 * 1024)}`),
+    expect: { status: 431 },
+    nginx: { status: 414 },
+    // LimitRequestLine is 32 KB in Apache.
+    apache: { status: 414 },
+  },
   {
     name: 'a WebSocket message over WS_MAX_MESSAGE_BYTES',
     run: (f) => oversizedMessage(f, 1024 * 1024 + 1),
@@ -240,6 +255,8 @@ export const HOSTILE_CASES: HostileCase[] = [
     expect: { status: 413, message: /take no request body/ },
     // NGINX refuses it first: client_max_body_size is 1 MB.
     nginx: { status: 413 },
+    // Apache too, from the declared Content-Length (its rule in apache/conf/proxy.conf).
+    apache: { status: 413 },
   },
   ...PATH_CASES.map(sent),
   ...METHOD_CASES.map(sent),
@@ -249,6 +266,10 @@ export const HOSTILE_CASES: HostileCase[] = [
     run: (f) =>
       raw(f, [`GET ${PREFIX}/ping HTTP/1.1\r\nHost: ${hostOf(f)}\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n0\r\n\r\n`]),
     expect: { status: 400 },
+    // Apache takes the other way RFC 9112 (section 6.3) allows: Transfer-Encoding wins, it drops
+    // Content-Length and closes the connection after answering. The gateway gets one unambiguous
+    // request with an empty body (the page), and nothing is left over to smuggle.
+    apache: { status: 200 },
   },
   {
     name: 'a header with a control character',
@@ -269,5 +290,7 @@ export const HOSTILE_CASES: HostileCase[] = [
     // NGINX's client_header_timeout is 15 s; it closes without an answer. The gateway never
     // sees the request.
     nginx: { closed: 'any', withinMs: 20_000, status: [400, 408] },
+    // Apache's RequestReadTimeout for headers is 15 s too; it answers 408.
+    apache: { closed: 'any', withinMs: 20_000, status: [408] },
   },
 ];

@@ -24,6 +24,29 @@ export const PREFIX = '/bokeh';
 
 export const run = promisify(execFile);
 
+/** The front proxies of the compose file, each started by the compose profile of its name. */
+export type FrontName = 'nginx' | 'apache';
+
+/** A front as the host reaches it: its HTTPS and HTTP listeners and its development certificate. */
+export interface FrontDoor {
+  https: string;
+  http: string;
+  ca: Buffer;
+}
+
+/**
+ * What the harness needs to know of each front: the prefix of its compose settings
+ * (<PREFIX>_BIND, <PREFIX>_HTTP_PORT, <PREFIX>_HTTPS_PORT) and where its entrypoint writes the
+ * development certificate.
+ */
+const FRONTS: Record<FrontName, { settings: string; devCert: string; defaultHttpsPort: number }> = {
+  nginx: { settings: 'NGINX', devCert: '/tmp/nginx/dev-cert.pem', defaultHttpsPort: 8443 },
+  apache: { settings: 'APACHE', devCert: '/tmp/apache/dev-cert.pem', defaultHttpsPort: 8444 },
+};
+
+/** Every front, in the order the harness looks for them. */
+export const FRONT_NAMES = Object.keys(FRONTS) as FrontName[];
+
 export interface Stack {
   /** The gateway as the host reaches it, e.g. http://127.0.0.1:49152. */
   url: string;
@@ -35,17 +58,21 @@ export interface Stack {
    */
   secretKey: Buffer | undefined;
   /** The nginx layout's front, when the stack runs with the nginx profile. */
-  nginx?: { https: string; http: string; ca: Buffer };
+  nginx?: FrontDoor;
+  /** The apache layout's front, when the stack runs with the apache profile. */
+  apache?: FrontDoor;
   compose: StartedDockerComposeEnvironment;
   container(service: string): StartedTestContainer;
   down(): Promise<void>;
 }
 
 export interface StackOptions {
-  /** Start the nginx profile: browser -> nginx -> gateway -> bokeh. */
-  nginx?: boolean;
+  /** Start a front's profile: browser -> nginx or apache -> gateway -> bokeh. */
+  front?: FrontName;
   /** Compose files, in order (default: COMPOSE_FILE alone). */
   composeFiles?: string[];
+  /** More compose profiles to start, e.g. "monitoring". */
+  profiles?: string[];
   environment?: Record<string, string>;
   /**
    * Give the stack a random BOKEH_SECRET_KEY (the default), or leave it unset so that the keygen
@@ -63,8 +90,9 @@ export interface StackOptions {
 }
 
 export async function startStack({
-  nginx = false,
+  front,
   composeFiles = [COMPOSE_FILE],
+  profiles = [],
   environment = {},
   secretKey = 'random',
   extraOrigins = [],
@@ -73,11 +101,12 @@ export async function startStack({
   if (publicOrigins === 'derived' && extraOrigins.length > 0) throw new Error('extraOrigins needs publicOrigins: "given"');
   const key = secretKey === 'random' ? randomBytes(33).toString('base64url') : undefined;
   const port = await getPort({ host: '127.0.0.1' });
-  const ports = nginx ? { http: await getPort({ host: '127.0.0.1' }), https: await getPort({ host: '127.0.0.1' }) } : undefined;
-  // The derived list, in the programs' order; NGINX_HTTPS_PORT is the compose default without nginx.
+  const ports = front ? { http: await getPort({ host: '127.0.0.1' }), https: await getPort({ host: '127.0.0.1' }) } : undefined;
+  // The derived list, in the programs' order; a front that is not started keeps its compose default.
+  const httpsPort = (name: FrontName) => (front === name ? ports!.https : FRONTS[name].defaultHttpsPort);
   const derived = ['localhost', '127.0.0.1']
     .map((host) => `http://${host}:${port}`)
-    .concat(['localhost', '127.0.0.1'].map((host) => `https://${host}:${ports?.https ?? 8443}`));
+    .concat(FRONT_NAMES.flatMap((name) => ['localhost', '127.0.0.1'].map((host) => `https://${host}:${httpsPort(name)}`)));
   const origins =
     publicOrigins === 'derived'
       ? derived
@@ -93,9 +122,15 @@ export async function startStack({
     ...(key ? { BOKEH_SECRET_KEY: key } : {}),
     ...environment,
   };
-  if (ports) {
+  if (front && ports) {
+    const { settings } = FRONTS[front];
     // Loopback only: tests never open ports on the machine's network interfaces.
-    environmentForCompose = { NGINX_BIND: '127.0.0.1', NGINX_HTTP_PORT: String(ports.http), NGINX_HTTPS_PORT: String(ports.https), ...environmentForCompose };
+    environmentForCompose = {
+      [`${settings}_BIND`]: '127.0.0.1',
+      [`${settings}_HTTP_PORT`]: String(ports.http),
+      [`${settings}_HTTPS_PORT`]: String(ports.https),
+      ...environmentForCompose,
+    };
   }
   let composer = new DockerComposeEnvironment(REPO_ROOT, composeFiles)
     .withEnvironment(environmentForCompose)
@@ -103,20 +138,20 @@ export async function startStack({
     // keygen runs once and exits; the services wait for it to finish.
     .withWaitStrategy('keygen-1', Wait.forOneShotStartup())
     .withStartupTimeout(180_000);
-  if (nginx) composer = composer.withProfiles('nginx');
+  if (front || profiles.length > 0) composer = composer.withProfiles(...(front ? [front] : []), ...profiles);
   const compose = await composer.up();
   const container = (service: string) => compose.getContainer(`${service}-1`);
-  let front: Stack['nginx'];
-  if (ports) {
-    const pem = await container('nginx').exec(['cat', '/tmp/nginx/dev-cert.pem']);
-    if (pem.exitCode !== 0) throw new Error(`no development certificate in the nginx container: ${pem.output}`);
-    front = { https: `https://127.0.0.1:${ports.https}`, http: `http://127.0.0.1:${ports.http}`, ca: Buffer.from(pem.stdout) };
+  let door: FrontDoor | undefined;
+  if (front && ports) {
+    const pem = await container(front).exec(['cat', FRONTS[front].devCert]);
+    if (pem.exitCode !== 0) throw new Error(`no development certificate in the ${front} container: ${pem.output}`);
+    door = { https: `https://127.0.0.1:${ports.https}`, http: `http://127.0.0.1:${ports.http}`, ca: Buffer.from(pem.stdout) };
   }
   return {
     url: `http://127.0.0.1:${port}`,
     origins,
     secretKey: key === undefined ? undefined : Buffer.from(key),
-    ...(front ? { nginx: front } : {}),
+    ...(front && door ? { [front]: door } : {}),
     compose,
     container,
     down: async () => {
