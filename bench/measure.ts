@@ -1,6 +1,7 @@
 /**
  * The measurements, one function each, all against one path: WebSocket round trips, server
- * push, HTTP load and session capacity. Each returns raw figures; run.ts repeats and compares.
+ * push, HTTP load, session capacity and CPU-bound interactions. Each returns raw figures; run.ts
+ * repeats and compares.
  */
 import autocannon from 'autocannon';
 import * as hdr from 'hdr-histogram-js';
@@ -37,26 +38,42 @@ const OPEN_CONCURRENCY = 25;
 
 // ---- WebSocket round trip -----------------------------------------------------------------
 
-/** A ping session: its slider, and the next value to send. */
-interface PingSession {
+/**
+ * An app answered through a slider: the client moves the slider named `slider`, a server
+ * callback sets a Div's text to "`reply` <value>". `ping` answers at once; the bench's `cpu` app
+ * computes for ~20 ms first (bench/apps/cpu).
+ */
+interface SliderApp {
+  app: string;
+  slider: string;
+  reply: string;
+}
+const PING: SliderApp = { app: 'ping', slider: 'ping', reply: 'pong' };
+const CPU: SliderApp = { app: 'cpu', slider: 'work', reply: 'done' };
+
+/** An open session of a slider app: its slider, and the next value to send. */
+interface SliderSession {
   client: BokehClient;
+  kind: SliderApp;
   slider: string;
   value: number;
 }
 
-async function openPing(path: BenchPath, token?: string): Promise<PingSession> {
-  const { client, doc } = await openSession(path, 'ping', token);
-  return { client, slider: modelNamed(doc, 'ping').id, value: 0 };
+async function openSlider(path: BenchPath, kind: SliderApp, token?: string): Promise<SliderSession> {
+  const { client, doc } = await openSession(path, kind.app, token);
+  return { client, kind, slider: modelNamed(doc, kind.slider).id, value: 0 };
 }
 
+const openPing = (path: BenchPath, token?: string) => openSlider(path, PING, token);
+
 /**
- * One round trip in the `ping` app: the client moves the slider (a PATCH-DOC), a server callback
- * sets the Div's text, and the PATCH-DOC carrying "pong <value>" comes back. Values cycle, and
- * two in a row always differ, since Bokeh sends nothing for a change to the same value.
+ * One round trip: the client moves the slider (a PATCH-DOC), the server callback sets the Div's
+ * text, and the PATCH-DOC carrying "<reply> <value>" comes back. Values cycle, and two in a row
+ * always differ, since Bokeh sends nothing for a change to the same value.
  */
-async function ping(session: PingSession, timeoutMs = 10_000): Promise<number> {
+async function ping(session: SliderSession, timeoutMs = 10_000): Promise<number> {
   session.value = (session.value % 900) + 1;
-  const expected = `"pong ${session.value}"`;
+  const expected = `"${session.kind.reply} ${session.value}"`;
   const started = performance.now();
   session.client.setProperty(session.slider, 'value', session.value);
   await session.client.next((msg) => msg.header.msgtype === 'PATCH-DOC' && JSON.stringify(msg.content).includes(expected), timeoutMs);
@@ -206,6 +223,63 @@ export async function http(url: string | (() => string), connections: number, lo
     requests: result.requests.total,
     failures: result.errors + result.timeouts + result.non2xx,
   };
+}
+
+// ---- CPU-bound interactions ---------------------------------------------------------------
+
+export interface Interactions {
+  interactionsPerSecond: number;
+  interactions: number;
+  /** Sessions asked for, each with its page load (autoload.js), WebSocket and document. */
+  pageLoads: number;
+  failures: number;
+  firstError?: string;
+}
+
+/**
+ * `sessions` sessions of the `cpu` app, each making interactions back to back for `seconds`:
+ * move the slider, wait for the reply that comes after ~20 ms of Python (bench/apps/cpu). The
+ * rate is every interaction completed, over the time from the start to the last completion; a
+ * first interaction per session, before the clock starts, is not counted.
+ */
+export async function interactions(path: BenchPath, sessions: number, seconds: number): Promise<Interactions> {
+  const open = opened(await inBatches(Array.from({ length: sessions }), OPEN_CONCURRENCY, () => openSlider(path, CPU)));
+  if (open.ok.length === 0) throw new Error(`${path.label}: no cpu session opened (${open.firstError})`);
+  let failures = open.failures;
+  let firstError = open.firstError;
+  try {
+    // A queue of a dozen sessions on one replica waits a dozen times 20 ms for each reply.
+    const timeoutMs = 30_000;
+    await Promise.all(open.ok.map((s) => ping(s, timeoutMs)));
+    let count = 0;
+    let last = 0;
+    const started = performance.now();
+    const deadline = started + seconds * 1000;
+    await Promise.all(
+      open.ok.map(async (s) => {
+        while (performance.now() < deadline) {
+          try {
+            await ping(s, timeoutMs);
+          } catch (err) {
+            failures += 1;
+            firstError ??= (err as Error).message;
+            return;
+          }
+          count += 1;
+          last = performance.now();
+        }
+      }),
+    );
+    return {
+      interactionsPerSecond: count / Math.max((last - started) / 1000, 0.001),
+      interactions: count,
+      pageLoads: sessions,
+      failures,
+      ...(firstError ? { firstError } : {}),
+    };
+  } finally {
+    await Promise.all(open.ok.map((s) => s.client.close()));
+  }
 }
 
 // ---- Capacity ------------------------------------------------------------------------------

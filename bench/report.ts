@@ -11,6 +11,8 @@ export interface MetricSpec {
   label: string;
   unit: string;
   better: 'lower' | 'higher';
+  /** False for a figure that is itself a ratio or a count: its cells show no ratios to other paths. */
+  compare?: boolean;
 }
 
 export interface MetricResult extends MetricSpec {
@@ -24,7 +26,7 @@ export interface Target {
   name: string;
   measured: number | null;
   limit: number;
-  comparison: '<=' | '>=';
+  comparison: '<=' | '>=' | '=';
   met: boolean;
 }
 
@@ -82,9 +84,9 @@ export class Recorder {
   }
 }
 
-function target(name: string, measured: number | null | undefined, comparison: '<=' | '>=', limit: number): Target {
+function target(name: string, measured: number | null | undefined, comparison: Target['comparison'], limit: number): Target {
   const value = measured ?? null;
-  const met = value !== null && (comparison === '<=' ? value <= limit : value >= limit);
+  const met = value !== null && (comparison === '<=' ? value <= limit : comparison === '>=' ? value >= limit : value === limit);
   return { name, measured: value, limit, comparison, met };
 }
 
@@ -104,6 +106,23 @@ export function targets(metrics: MetricResult[]): Target[] {
   list.push(target('Failed sessions of the concurrent ones through the gateway (worst repetition)', failures ? Math.max(...failures.runs) : null, '<=', 0));
   const memory = find('capacity.kibPerSession')?.values.gateway?.median;
   list.push(target('Gateway memory growth per open WebSocket (KiB)', memory, '<=', 30));
+
+  // Replicas: every page load through the gateway makes one Bokeh session, in every repetition
+  // at every replica count, so the figure is the run farthest from 1, not a median.
+  const sessions = metrics
+    .flatMap((m) => {
+      const count = /^replicas\.sessions\.r(\d+)$/.exec(m.id)?.[1];
+      return count ? [{ replicas: Number(count), metric: m }] : [];
+    })
+    .sort((a, b) => a.replicas - b.replicas);
+  const gatewayRuns = sessions.flatMap(({ metric }) => metric.values.gateway?.runs ?? []);
+  const worst = gatewayRuns.length ? gatewayRuns.reduce((a, b) => (Math.abs(b - 1) > Math.abs(a - 1) ? b : a)) : null;
+  const most = sessions.at(-1);
+  const recipe = most?.metric.values.nginxBokeh;
+  const recipeFigure = most && recipe ? `; NGINX → Bokeh (least_conn) with ${most.replicas} replicas: ${number(recipe.median)}` : '';
+  list.push(target(`Bokeh sessions per page load through the gateway, worst of every replica count and repetition${recipeFigure}`, worst, '=', 1));
+  list.push(target('Gateway CPU-bound interactions/s, 2 replicas vs 1', find('replicas.ips.r2vs1')?.values.gateway?.median, '>=', 1.5));
+  list.push(target('Gateway WebSocket round trip 1 session, p50, 3 replicas vs 1', find('replicas.rt.r3vs1.p50')?.values.gateway?.median, '<=', 1.05));
   return list;
 }
 
@@ -125,7 +144,7 @@ function cell(metric: MetricResult, id: PathId): string {
   if (!value) return '–';
   const raw = `${number(value.median)} ${metric.unit}`.trim();
   const parts: string[] = [];
-  const r = metric.ratios[id];
+  const r = metric.compare === false ? undefined : metric.ratios[id];
   if (id !== 'direct' && r?.vsDirect != null) parts.push(`d ${ratio(r.vsDirect)}`);
   if (id !== 'nginxBokeh' && r?.vsNginxBokeh != null) parts.push(`n ${ratio(r.vsNginxBokeh)}`);
   return parts.length ? `${raw} (${parts.join(', ')})` : raw;

@@ -1,8 +1,10 @@
 /**
  * The gateway's cost, measured side by side with direct Bokeh, NGINX -> Bokeh, NGINX -> gateway
- * and stock Bokeh, all in one stack and one run (method and latest results: bench/README.md).
+ * and stock Bokeh, all in one stack and one run; then, in a second stack, 1, 2 and 3 Bokeh
+ * replicas behind the gateway and behind Bokeh's own recipe, NGINX `least_conn` (method and
+ * latest results: bench/README.md).
  *
- *   npm run bench                 full run (about 5 minutes on 2 cores), results in bench/results/
+ *   npm run bench                 full run (about 10 minutes on 2 cores), results in bench/results/
  *                                 and bench/README.md
  *   npm run bench -- --smoke      seconds, tiny counts: proves every path and the output work
  *
@@ -15,11 +17,24 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { measureFloods } from './flood.js';
-import { capacity, http, push, roundTrips } from './measure.js';
+import { capacity, http, interactions, push, roundTrips } from './measure.js';
 import { markdown, readme, Recorder, targets, type MetricSpec, type Results } from './report.js';
 import { bokehJsUrls } from '../client/bokeh-client.js';
 import { autoloadUrl, get } from './session.js';
-import { buildImages, describeMachine, PATH_ORDER, REPO_ROOT, startBenchStack, type BenchPath, type BenchStack, type PathId } from './stack.js';
+import {
+  buildImages,
+  describeMachine,
+  PATH_ORDER,
+  REPLICA_PATHS,
+  REPO_ROOT,
+  startBenchStack,
+  startReplicaStack,
+  type BenchPath,
+  type BenchStack,
+  type PathId,
+  type ReplicaPathId,
+  type ReplicaStack,
+} from './stack.js';
 
 const MIB = 1024 * 1024;
 
@@ -42,6 +57,11 @@ interface Settings {
   /** The flood scenario (flood.ts), once after the repetitions. */
   floodSeconds: number;
   floodConcurrency: number;
+  /** Bokeh replica counts of the replica stack, walked up and down in turn. */
+  replicas: number[];
+  /** Concurrent `cpu` sessions, each making interactions back to back for `cpuSeconds`. */
+  cpuSessions: number;
+  cpuSeconds: number;
 }
 
 const FULL: Settings = {
@@ -60,6 +80,11 @@ const FULL: Settings = {
   capacitySessions: 500,
   floodSeconds: 10,
   floodConcurrency: 32,
+  replicas: [1, 2, 3],
+  // Enough sessions to keep three replicas busy; each one waits for its reply before it sends
+  // again, as a user does.
+  cpuSessions: 12,
+  cpuSeconds: 5,
 };
 
 const SMOKE: Settings = {
@@ -77,6 +102,9 @@ const SMOKE: Settings = {
   capacitySessions: 5,
   floodSeconds: 2,
   floodConcurrency: 4,
+  replicas: [1, 2, 3],
+  cpuSessions: 3,
+  cpuSeconds: 1,
 };
 
 /** Paths that the HTTP test skips: stock Bokeh serves HTTP exactly as direct Bokeh does. */
@@ -180,6 +208,125 @@ async function measurePath(path: BenchPath, s: Settings, recorder: Recorder, fai
   }
 }
 
+const plural = (count: number, word: string) => `${count} ${word}${count === 1 ? '' : 's'}`;
+
+/**
+ * One repetition of the replica scenarios: at each replica count, the `cpu` app's interactions
+ * per second on both paths with the Bokeh sessions each page load made (counted by Bokeh), and
+ * the gateway's ping round trip at the fewest and the most replicas. Figures are recorded at the
+ * end, in a fixed order, as ratios to one replica within the same repetition too.
+ */
+async function measureReplicas(stack: ReplicaStack, s: Settings, rep: number, recorder: Recorder, failures: string[]): Promise<void> {
+  const cpuGroup = `Bokeh replicas (cpu app: a PATCH-DOC -> ~20 ms of Python -> a PATCH-DOC back; ${s.cpuSessions} sessions back to back for ${s.cpuSeconds} s; NGINX → Bokeh is Bokeh's recipe, least_conn)`;
+  const rtGroup = 'Gateway round trip with replicas (ping app, 1 session)';
+  const counts = rep % 2 === 1 ? s.replicas : [...s.replicas].reverse();
+  const at = new Map(
+    s.replicas.map((count) => [
+      count,
+      { ips: {} as Partial<Record<ReplicaPathId, number>>, sessions: {} as Partial<Record<ReplicaPathId, number>>, rt: undefined as number | undefined },
+    ]),
+  );
+  const fewest = Math.min(...s.replicas);
+  const most = Math.max(...s.replicas);
+  for (const count of counts) {
+    try {
+      await stack.scale(count);
+    } catch (err) {
+      failures.push(`Replicas: scaling to ${count}: ${(err as Error).message}`);
+      log(`replicas: scaling to ${count} FAILED: ${(err as Error).message}`);
+      continue;
+    }
+    const order = rep % 2 === 1 ? REPLICA_PATHS : [...REPLICA_PATHS].reverse();
+    for (const id of order) {
+      const path = stack.paths[id];
+      try {
+        await stack.idle();
+        const before = await stack.sessionsCreated();
+        const r = await interactions(path, s.cpuSessions, s.cpuSeconds);
+        const created = (await stack.sessionsCreated()) - before;
+        log(
+          `${path.label}, ${plural(count, 'replica')}: ${r.interactions} interactions, ${r.interactionsPerSecond.toFixed(1)}/s; ` +
+            `${created} Bokeh sessions for ${r.pageLoads} page loads`,
+        );
+        at.get(count)!.ips[id] = r.interactionsPerSecond;
+        at.get(count)!.sessions[id] = created / r.pageLoads;
+        if (r.failures) failures.push(`${path.label}, ${plural(count, 'replica')}: ${r.failures} cpu sessions or interactions failed (first: ${r.firstError})`);
+      } catch (err) {
+        failures.push(`${path.label}, ${plural(count, 'replica')}: interactions: ${(err as Error).message}`);
+        log(`${path.label}, ${plural(count, 'replica')}: interactions FAILED: ${(err as Error).message}`);
+      }
+    }
+    if (count === fewest || count === most) {
+      try {
+        const r = await roundTrips(stack.paths.gateway, 1, s.roundTrips, s.roundTripSeconds);
+        log(`Gateway, ${plural(count, 'replica')}: 1 session, ${r.roundTrips} round trips, p50 ${r.p50.toFixed(2)} ms`);
+        at.get(count)!.rt = r.p50;
+        if (r.failures) failures.push(`Gateway, ${plural(count, 'replica')}: ${r.failures} round trips failed`);
+      } catch (err) {
+        failures.push(`Gateway, ${plural(count, 'replica')}: round trips: ${(err as Error).message}`);
+      }
+    }
+  }
+
+  const ratio = (value: number | undefined, base: number | undefined) => (value !== undefined && base ? value / base : undefined);
+  // Rows in a fixed order: rates, their ratios to the fewest replicas, sessions, round trips.
+  const add = (spec: Omit<MetricSpec, 'group' | 'better'>, group: string, better: MetricSpec['better'], id: ReplicaPathId, value: number | undefined) => {
+    if (value !== undefined && Number.isFinite(value)) recorder.add({ ...spec, group, better }, id, value);
+  };
+  for (const count of s.replicas)
+    for (const id of REPLICA_PATHS)
+      add({ id: `replicas.ips.r${count}`, label: plural(count, 'replica'), unit: 'interactions/s' }, cpuGroup, 'higher', id, at.get(count)!.ips[id]);
+  for (const count of s.replicas.filter((c) => c !== fewest))
+    for (const id of REPLICA_PATHS) {
+      const [value, base] = [at.get(count)!.ips[id], at.get(fewest)!.ips[id]];
+      const label = `${plural(count, 'replica')} vs ${fewest}, interactions/s`;
+      add({ id: `replicas.ips.r${count}vs${fewest}`, label, unit: '×', compare: false }, cpuGroup, 'higher', id, ratio(value, base));
+    }
+  for (const count of s.replicas)
+    for (const id of REPLICA_PATHS) {
+      const label = `Bokeh sessions per page load, ${plural(count, 'replica')}`;
+      add({ id: `replicas.sessions.r${count}`, label, unit: '', compare: false }, cpuGroup, 'lower', id, at.get(count)!.sessions[id]);
+    }
+  for (const count of new Set([fewest, most]))
+    add({ id: `replicas.rt.r${count}.p50`, label: `${plural(count, 'replica')}, p50`, unit: 'ms' }, rtGroup, 'lower', 'gateway', at.get(count)!.rt);
+  const [rtFewest, rtMost] = [at.get(fewest)!.rt, at.get(most)!.rt];
+  if (most !== fewest)
+    add(
+      { id: `replicas.rt.r${most}vs${fewest}.p50`, label: `${plural(most, 'replica')} vs ${fewest}, p50`, unit: '×', compare: false },
+      rtGroup,
+      'lower',
+      'gateway',
+      ratio(rtMost, rtFewest),
+    );
+}
+
+/**
+ * Runs `body` against a started stack and takes the stack down afterwards, or on Ctrl-C. When
+ * anything failed, the stack's last log lines go to stderr before it is gone.
+ */
+async function withStack(stack: { logs(lines: number): Promise<string>; down(): Promise<void> }, failures: string[], body: () => Promise<void>): Promise<void> {
+  const stop = () => {
+    log('interrupted: taking the stack down');
+    void stack.down().finally(() => process.exit(130));
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  const failedBefore = failures.length;
+  try {
+    await body();
+    if (failures.length > failedBefore)
+      process.stderr.write(`bench: ${failures.length - failedBefore} failures; the stack's last log lines:\n${await stack.logs(40).catch(() => '(none)')}\n`);
+  } catch (err) {
+    process.stderr.write(`bench: the stack's last log lines:\n${await stack.logs(40).catch(() => '(none)')}\n`);
+    throw err;
+  } finally {
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
+    log('taking the stack down');
+    await stack.down();
+  }
+}
+
 /** bench/README.md: the fixed text of bench/README.template.md with this run's tables. */
 async function writeReadme(file: string, results: Results): Promise<void> {
   const template = await readFile(resolve(REPO_ROOT, 'bench/README.template.md'), 'utf8');
@@ -217,17 +364,10 @@ async function main(): Promise<void> {
     log(`building images (IMAGE_TAG=${process.env.IMAGE_TAG ?? 'local'})`);
     await buildImages();
   }
-  const stack = await startBenchStack(log);
-  const stop = () => {
-    log('interrupted: taking the stack down');
-    void stack.down().finally(() => process.exit(130));
-  };
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
-
   const recorder = new Recorder();
   const failures: string[] = [];
-  try {
+  const stack = await startBenchStack(log);
+  await withStack(stack, failures, async () => {
     await waitForPaths(stack);
     const staticJs = await staticJsPath(stack);
     for (let rep = 1; rep <= settings.reps; rep += 1) {
@@ -258,16 +398,24 @@ async function main(): Promise<void> {
     }
     // Last: with the limits off, the flood leaves Bokeh holding its sessions.
     await measureFloods(stack, settings.floodSeconds, settings.floodConcurrency, recorder, failures, log);
-    if (failures.length)
-      process.stderr.write(`bench: ${failures.length} failures; the stack's last log lines:\n${await stack.logs(40).catch(() => '(none)')}\n`);
+  });
+
+  // The replica scenarios need a stack of their own: replicas cannot share the published port
+  // of the direct path, and the paths above all measure one Bokeh.
+  let replicaStack: ReplicaStack | undefined;
+  try {
+    replicaStack = await startReplicaStack(log);
   } catch (err) {
-    process.stderr.write(`bench: the stack's last log lines:\n${await stack.logs(40).catch(() => '(none)')}\n`);
-    throw err;
-  } finally {
-    process.off('SIGINT', stop);
-    process.off('SIGTERM', stop);
-    log('taking the stack down');
-    await stack.down();
+    failures.push(`Replicas: the replica stack did not start: ${(err as Error).message}`);
+  }
+  if (replicaStack) {
+    const replicas = replicaStack;
+    await withStack(replicas, failures, async () => {
+      for (let rep = 1; rep <= settings.reps; rep += 1) {
+        log(`replicas: repetition ${rep} of ${settings.reps}`);
+        await measureReplicas(replicas, settings, rep, recorder, failures);
+      }
+    });
   }
 
   const metrics = recorder.results();

@@ -1,7 +1,10 @@
 /**
- * The stack as the bench runs it: docker-compose.yml plus bench/compose.bench.yml with the nginx
- * profile, its own compose project, every published port on 127.0.0.1 and picked free at start,
- * and a Bokeh secret key made for this run. Also the table of paths the bench measures.
+ * The stacks as the bench runs them, each its own compose project with every published port on
+ * 127.0.0.1 and picked free at start, and a Bokeh secret key made for the run:
+ * - the paths stack: docker-compose.yml plus bench/compose.bench.yml with the nginx profile,
+ *   one Bokeh behind every path in the table of paths below;
+ * - the replica stack: the same plus bench/compose.replicas.yml, Bokeh scaled to 1, 2 or 3
+ *   replicas behind the gateway and behind NGINX's `least_conn`.
  */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -15,6 +18,10 @@ export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 export const PREFIX = '/bokeh';
 /** Apps the gateway relays during the bench: the samples plus the bench's own `push`. */
 const BENCH_APPS = 'sliders,stream,ping,push';
+/** Apps the gateway relays in the replica stack: `ping` for round trips, the bench's `cpu`. */
+const REPLICA_APPS = 'ping,cpu';
+/** Bokeh's report of its own state and session counts (bokeh/launcher/replica.py). */
+const REPLICA_STATUS_URL = `http://127.0.0.1:5006${PREFIX}/_replica`;
 
 const run = promisify(execFile);
 
@@ -61,10 +68,6 @@ export interface BenchStack {
   down(): Promise<void>;
 }
 
-function composeArgs(project: string): string[] {
-  return ['compose', '-p', project, '-f', 'docker-compose.yml', '-f', 'bench/compose.bench.yml', '--profile', 'nginx'];
-}
-
 async function docker(args: string[], env: NodeJS.ProcessEnv = process.env): Promise<string> {
   try {
     const { stdout } = await run('docker', args, { cwd: REPO_ROOT, env, maxBuffer: 64 * 1024 * 1024 });
@@ -91,8 +94,73 @@ export async function buildImages(): Promise<void> {
   await docker(['compose', '-f', 'docker-compose.yml', '--profile', 'nginx', 'build']);
 }
 
-export async function startBenchStack(log: (line: string) => void): Promise<BenchStack> {
-  const project = `bokeh-bench-${randomBytes(3).toString('hex')}`;
+const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
+
+/**
+ * Polls `check` until it resolves; it throws to say "not yet", and why. `what` names the wait in
+ * the error after `seconds`, with the last reason.
+ */
+async function waitFor(what: string, seconds: number, check: () => Promise<void>): Promise<void> {
+  const deadline = Date.now() + seconds * 1000;
+  for (;;) {
+    try {
+      return await check();
+    } catch (err) {
+      if (Date.now() > deadline) throw new Error(`${what}: not within ${seconds} s (last: ${(err as Error).message})`, { cause: err });
+    }
+    await sleep(250);
+  }
+}
+
+/** One compose project of the bench: its files, its environment, and the commands run on it. */
+class Project {
+  readonly name = `bokeh-bench-${randomBytes(3).toString('hex')}`;
+
+  constructor(
+    private readonly files: string[],
+    private readonly env: NodeJS.ProcessEnv,
+  ) {}
+
+  /**
+   * `docker compose` with this project's name, files and environment, `settings` on top of it,
+   * and `profile` on.
+   */
+  compose(args: string[], { profile = 'nginx', settings = {} }: { profile?: string; settings?: Record<string, string> } = {}): Promise<string> {
+    return docker(['compose', '-p', this.name, ...this.files.flatMap((file) => ['-f', file]), '--profile', profile, ...args], { ...this.env, ...settings });
+  }
+
+  /** `docker compose up` with `args` (services, --scale), waiting for the health checks. */
+  async up(log: (line: string) => void, args: string[]): Promise<void> {
+    log(`starting compose project ${this.name}`);
+    try {
+      await this.compose(['up', '-d', '--wait', '--no-build', ...args]);
+    } catch (err) {
+      const logs = await this.logs(20).catch(() => '');
+      await this.down().catch(() => undefined);
+      throw new Error(`${(err as Error).message}\nlast log lines:\n${logs}`, { cause: err });
+    }
+  }
+
+  /** The ids of a service's running containers. */
+  async containers(service: string): Promise<string[]> {
+    return (await this.compose(['ps', '-q', service])).split('\n').filter(Boolean);
+  }
+
+  logs(lines: number): Promise<string> {
+    return this.compose(['logs', '--no-color', '--timestamps', '--tail', String(lines)]);
+  }
+
+  /** Every service down, profiles included (without them compose leaves the network behind). */
+  async down(): Promise<void> {
+    await this.compose(['down', '-v', '--timeout', '10'], { profile: '*' });
+  }
+}
+
+/**
+ * The environment both stacks start with: free ports for everything either publishes, every
+ * path's origin public (so Bokeh and the gateway accept WebSockets from each), a new key.
+ */
+async function benchEnvironment(apps: string) {
   const port = () => getPort({ host: '127.0.0.1' });
   const ports = {
     gateway: await port(),
@@ -112,7 +180,6 @@ export async function startBenchStack(log: (line: string) => void): Promise<Benc
     nginxBokeh: { id: 'nginxBokeh', label: PATH_LABELS.nginxBokeh, origin: origin(ports.nginxBokeh), viaGateway: false, secretKey: key },
     stock: { id: 'stock', label: PATH_LABELS.stock, origin: origin(ports.stock), viaGateway: false, secretKey: key },
   };
-  // Every path's origin is public, so Bokeh (and the gateway) accept WebSockets from each.
   const origins = [...PATH_ORDER.map((id) => paths[id].origin), `https://127.0.0.1:${ports.nginxHttps}`];
   const env: NodeJS.ProcessEnv = {
     ...process.env,
@@ -128,29 +195,32 @@ export async function startBenchStack(log: (line: string) => void): Promise<Benc
     BENCH_STOCK_PORT: String(ports.stock),
     PUBLIC_ORIGINS: origins.join(','),
     BOKEH_PREFIX: PREFIX,
-    BOKEH_APPS: BENCH_APPS,
+    BOKEH_APPS: apps,
     BOKEH_SECRET_KEY: secretKey,
+    // One Bokeh whatever a .env beside the compose file says: the paths stack publishes it on one
+    // port, and the replica stack sets its count with --scale.
+    BOKEH_REPLICAS: '1',
     // Per-request access logs cost the same on every path but would flood the containers' logs.
     LOG_LEVEL: 'warn',
     BOKEH_LOG_LEVEL: 'warning',
     ...LIMITS_OFF,
   };
-  const compose = composeArgs(project);
-  const down = async () => {
-    await docker([...compose.slice(0, -2), '--profile', '*', 'down', '-v', '--timeout', '10'], env);
+  return { paths, secretKey, env };
+}
+
+export async function startBenchStack(log: (line: string) => void): Promise<BenchStack> {
+  const { paths, secretKey, env } = await benchEnvironment(BENCH_APPS);
+  const project = new Project(['docker-compose.yml', 'bench/compose.bench.yml'], env);
+  await project.up(log, []);
+  const container = async (service: string) => {
+    const [id] = await project.containers(service);
+    if (!id) throw new Error(`the bench stack has no running ${service}`);
+    return id;
   };
-  log(`starting compose project ${project}`);
-  try {
-    await docker([...compose, 'up', '-d', '--wait', '--no-build'], env);
-  } catch (err) {
-    const logs = await docker([...compose, 'logs', '--no-color', '--tail', '20'], env).catch(() => '');
-    await down().catch(() => undefined);
-    throw new Error(`${(err as Error).message}\nlast log lines:\n${logs}`, { cause: err });
-  }
-  let gatewayContainer = (await docker([...compose, 'ps', '-q', 'gateway'], env)).trim();
-  const bokehContainer = (await docker([...compose, 'ps', '-q', 'bokeh'], env)).trim();
+  let gatewayContainer = await container('gateway');
+  const bokehContainer = await container('bokeh');
   return {
-    project,
+    project: project.name,
     paths,
     secretKey,
     async gatewayRss() {
@@ -161,21 +231,106 @@ export async function startBenchStack(log: (line: string) => void): Promise<Benc
     },
     async restartGateway() {
       await docker(['restart', '--time', '10', gatewayContainer]);
-      const deadline = Date.now() + 60_000;
-      while ((await docker(['inspect', '--format', '{{.State.Health.Status}}', gatewayContainer])).trim() !== 'healthy') {
-        if (Date.now() > deadline) throw new Error('the gateway did not become healthy within 60 s of a restart');
-        await new Promise((done) => setTimeout(done, 500));
-      }
+      await waitFor('the gateway healthy again after a restart', 60, async () => {
+        const health = (await docker(['inspect', '--format', '{{.State.Health.Status}}', gatewayContainer])).trim();
+        if (health !== 'healthy') throw new Error(health);
+      });
     },
     exec: (service, command) => docker(['exec', service === 'gateway' ? gatewayContainer : bokehContainer, ...command]),
     async recreateGateway(settings) {
-      const withSettings = { ...env, ...settings };
-      await docker([...compose, 'up', '-d', '--wait', '--no-build', '--no-deps', '--force-recreate', 'gateway'], withSettings);
-      gatewayContainer = (await docker([...compose, 'ps', '-q', 'gateway'], withSettings)).trim();
+      await project.compose(['up', '-d', '--wait', '--no-build', '--no-deps', '--force-recreate', 'gateway'], { settings });
+      gatewayContainer = await container('gateway');
     },
-    logs: (lines) => docker([...compose, 'logs', '--no-color', '--timestamps', '--tail', String(lines)], env),
-    down,
+    logs: (lines) => project.logs(lines),
+    down: () => project.down(),
   };
+}
+
+/** The paths of the replica stack: the gateway, and Bokeh's recipe (NGINX `least_conn`). */
+export type ReplicaPathId = Extract<PathId, 'gateway' | 'nginxBokeh'>;
+export const REPLICA_PATHS: ReplicaPathId[] = ['gateway', 'nginxBokeh'];
+
+/** What one replica says of itself at `<prefix>/_replica`. */
+interface ReplicaStatus {
+  state: string;
+  sessions: number;
+  sessionsCreated: number;
+}
+
+export interface ReplicaStack {
+  project: string;
+  paths: Record<ReplicaPathId, BenchPath>;
+  /**
+   * Runs `count` Bokeh replicas; returns once the gateway sends new sessions to exactly those
+   * and NGINX has been restarted to list them.
+   */
+  scale(count: number): Promise<void>;
+  /** Waits until no replica holds a session, as Bokeh counts them and as the gateway sees it. */
+  idle(): Promise<void>;
+  /** Sessions Bokeh has made since each replica started, summed over the running replicas. */
+  sessionsCreated(): Promise<number>;
+  logs(lines: number): Promise<string>;
+  down(): Promise<void>;
+}
+
+/** The gateway's view of the replicas, from `/readyz`. */
+async function gatewayReplicas(gateway: BenchPath): Promise<Array<{ state?: string; sessions?: number }>> {
+  const body = (await (await fetch(`${gateway.origin}/readyz`)).json()) as { replicas?: Array<{ state?: string; sessions?: number }> };
+  return body.replicas ?? [];
+}
+
+export async function startReplicaStack(log: (line: string) => void): Promise<ReplicaStack> {
+  const { paths, env } = await benchEnvironment(REPLICA_APPS);
+  const project = new Project(['docker-compose.yml', 'bench/compose.bench.yml', 'bench/compose.replicas.yml'], env);
+  const services = ['bokeh', 'gateway', 'nginx-bokeh'];
+  await project.up(log, ['--scale', 'bokeh=1', ...services]);
+  const statuses = async (): Promise<ReplicaStatus[]> =>
+    Promise.all(
+      (await project.containers('bokeh')).map(async (container) => {
+        // Straight to loopback inside the replica, even when the container has HTTP(S)_PROXY set.
+        const script = `import urllib.request as u;print(u.build_opener(u.ProxyHandler({})).open(${JSON.stringify(REPLICA_STATUS_URL)},timeout=5).read().decode())`;
+        return JSON.parse(await docker(['exec', container, 'python3', '-c', script])) as ReplicaStatus;
+      }),
+    );
+  let replicas = 1;
+  const stack: ReplicaStack = {
+    project: project.name,
+    paths: { gateway: paths.gateway, nginxBokeh: paths.nginxBokeh },
+    async scale(count) {
+      if (count !== replicas) {
+        log(`scaling Bokeh from ${replicas} to ${count} replica${count === 1 ? '' : 's'}`);
+        await project.compose(['up', '-d', '--wait', '--no-build', '--no-deps', '--no-recreate', '--scale', `bokeh=${count}`, 'bokeh']);
+        replicas = count;
+      }
+      // Down replicas get no sessions; a starting or draining one would skew what follows.
+      await waitFor(`${count} serving Bokeh replicas in the gateway's /readyz`, 60, async () => {
+        const seen = await gatewayReplicas(paths.gateway);
+        const serving = seen.filter((r) => r.state === 'serving').length;
+        if (serving !== count || seen.some((r) => r.state !== 'serving' && r.state !== 'down')) throw new Error(`replicas ${JSON.stringify(seen)}`);
+      });
+      await project.compose(['restart', 'nginx-bokeh']);
+      await waitFor('NGINX -> Bokeh answering after a restart', 60, async () => {
+        const reply = await fetch(`${paths.nginxBokeh.origin}${PREFIX}/ping/metadata`);
+        if (!reply.ok) throw new Error(`HTTP ${reply.status}`);
+      });
+    },
+    async idle() {
+      await waitFor('no session held by any Bokeh replica', 60, async () => {
+        const held = (await statuses()).map((s) => s.sessions);
+        if (held.some((n) => n > 0)) throw new Error(`sessions held: ${held.join(', ')}`);
+      });
+      await waitFor("no session on any replica in the gateway's /readyz", 60, async () => {
+        const seen = await gatewayReplicas(paths.gateway);
+        if (seen.some((r) => r.state === 'serving' && r.sessions !== 0)) throw new Error(`replicas ${JSON.stringify(seen)}`);
+      });
+    },
+    async sessionsCreated() {
+      return (await statuses()).reduce((sum, s) => sum + s.sessionsCreated, 0);
+    },
+    logs: (lines) => project.logs(lines),
+    down: () => project.down(),
+  };
+  return stack;
 }
 
 export interface Machine {

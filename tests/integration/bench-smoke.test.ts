@@ -18,6 +18,11 @@ describe('bench harness, smoke mode', () => {
   let out: string;
   let results: Results;
   let markdown: string;
+  const metric = (id: string) => {
+    const found = results.metrics.find((m) => m.id === id);
+    if (!found) throw new Error(`no metric ${id} in the results`);
+    return found;
+  };
 
   beforeAll(async () => {
     out = await mkdtemp(join(tmpdir(), 'bench-smoke-'));
@@ -25,13 +30,13 @@ describe('bench harness, smoke mode', () => {
     await run(process.execPath, ['--import', 'tsx', 'bench/run.ts', '--smoke', '--no-build', '--out', out], {
       cwd: REPO_ROOT,
       maxBuffer: 16 * 1024 * 1024,
-      timeout: 280_000,
+      timeout: 400_000,
     }).catch((err: { stdout?: string; stderr?: string; message: string }) => {
       throw new Error(`npm run bench -- --smoke failed: ${err.message}\n${err.stdout ?? ''}\n${err.stderr ?? ''}`);
     });
     results = JSON.parse(await readFile(join(out, 'latest-smoke.json'), 'utf8')) as Results;
     markdown = await readFile(join(out, 'latest-smoke.md'), 'utf8');
-  }, 300_000);
+  }, 420_000);
 
   afterAll(async () => {
     await rm(out, { recursive: true, force: true });
@@ -42,11 +47,6 @@ describe('bench harness, smoke mode', () => {
     expect(results.mode).toBe('smoke');
     expect(results.failures).toEqual([]);
     expect(results.paths.map((p) => p.id)).toEqual(PATH_ORDER);
-    const metric = (id: string) => {
-      const found = results.metrics.find((m) => m.id === id);
-      if (!found) throw new Error(`no metric ${id} in the results`);
-      return found;
-    };
     // WebSocket round trips and server push ran on all five paths, HTTP on all but stock Bokeh.
     for (const id of ['rt.c1.p50', 'rt.c3.p99', 'push.small.n1', 'push.small.n2', 'push.large.n1']) {
       expect(Object.keys(metric(id).values).sort()).toEqual([...PATH_ORDER].sort());
@@ -60,6 +60,23 @@ describe('bench harness, smoke mode', () => {
       }
     }
     expect(metric('capacity.failures').values.gateway?.runs).toEqual([0]);
+  });
+
+  test('the replica scenarios ran at 1, 2 and 3 replicas, and the gateway made one Bokeh session per page load', () => {
+    for (const count of [1, 2, 3]) {
+      for (const id of [`replicas.ips.r${count}`, `replicas.sessions.r${count}`]) {
+        expect({ id, paths: Object.keys(metric(id).values).sort() }).toEqual({ id, paths: ['gateway', 'nginxBokeh'] });
+      }
+      // Counted inside Bokeh: affinity, not a timing. Bokeh's recipe makes at least one per load.
+      expect({ count, runs: metric(`replicas.sessions.r${count}`).values.gateway?.runs }).toEqual({ count, runs: [1] });
+      expect(metric(`replicas.sessions.r${count}`).values.nginxBokeh?.runs.every((v) => v >= 1)).toBe(true);
+    }
+    for (const id of ['replicas.ips.r2vs1', 'replicas.ips.r3vs1']) expect(Object.keys(metric(id).values).sort()).toEqual(['gateway', 'nginxBokeh']);
+    for (const id of ['replicas.rt.r1.p50', 'replicas.rt.r3.p50', 'replicas.rt.r3vs1.p50']) expect(Object.keys(metric(id).values)).toEqual(['gateway']);
+    const names = results.targets.map((t) => t.name);
+    expect(names.filter((name) => /replica/.test(name))).toHaveLength(3);
+    const sessions = results.targets.find((t) => t.name.startsWith('Bokeh sessions per page load through the gateway'));
+    expect(sessions).toMatchObject({ measured: 1, comparison: '=', limit: 1, met: true });
   });
 
   test('ratios are taken against direct Bokeh and NGINX -> Bokeh', () => {
