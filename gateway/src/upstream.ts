@@ -108,6 +108,8 @@ export interface Upstreams {
   report(upstream: Upstream, state: 'draining' | 'down'): void;
   /** Every replica found, with its state. */
   replicas(): ReplicaReport[];
+  /** Calls `listener` each time a replica goes down (its sessions are lost with it). */
+  onDown(listener: (upstream: Upstream) => void): void;
   /** Stops looking and closes the pools' idle connections; for shutdown. */
   close(): void;
 }
@@ -244,12 +246,14 @@ export function createUpstreams(config: Config, log?: Logger): Upstreams {
   /** Called once a round knows the addresses, before it has checked them. */
   let namesKnown: () => void = () => undefined;
 
+  const downListeners: Array<(upstream: Upstream) => void> = [];
   const setState = (replica: Replica, state: ReplicaState, why?: string): void => {
     if (replica.state === state) return;
     const from = replica.state;
     replica.state = state;
     const level = state === 'down' ? 'warn' : 'info';
     log?.[level]({ replica: replica.origin, from, to: state, ...(why === undefined ? {} : { why }) }, `bokeh replica ${state}`);
+    if (state === 'down') for (const listener of downListeners) listener(replica);
   };
 
   /** Asks a replica how it is. A Bokeh without the launcher's status route counts as serving. */
@@ -411,6 +415,9 @@ export function createUpstreams(config: Config, log?: Logger): Upstreams {
     report(upstream, state) {
       const replica = byOrigin.get(upstream.origin);
       if (replica !== undefined && replica.state !== 'down') setState(replica, state, 'a request found it so');
+    },
+    onDown(listener) {
+      downListeners.push(listener);
     },
     replicas() {
       return [...byOrigin.values()].map((replica) => ({ url: replica.origin, state: replica.state, sessions: replica.sessions + replica.started }));

@@ -40,6 +40,11 @@ export interface WebSocketRelay {
 
 export function webSocketRelay(config: Config, upstreams: Upstreams, admission: AdmissionPipeline, log: Logger, metrics: Metrics): WebSocketRelay {
   const registry = new RelayRegistry(config.wsIdleTimeoutMs, log);
+  // A replica found gone takes its sessions with it; tell their browsers now, as when Bokeh drops.
+  upstreams.onDown((upstream) => {
+    const closed = registry.closeReplica(upstream.origin, CLOSE.bokehLost, 'Lost connection to the Bokeh server; reload the page');
+    if (closed > 0) log.warn({ replica: upstream.origin, webSockets: closed }, 'bokeh replica down: closing its websockets');
+  });
 
   function refuse(socket: Duplex, error: GatewayError, meta: Record<string, unknown>): void {
     // A limit's refusals are logged by limits.ts, once per client and window.

@@ -55,12 +55,12 @@ function logger(): { log: Logger; records: Array<Record<string, unknown>> } {
 }
 
 /** A pair with the test holding the far end of both sockets. */
-function relayed({ maxMessageBytes = 1 << 20, readBokeh = true, registry = undefined as RelayRegistry | undefined } = {}) {
+function relayed({ maxMessageBytes = 1 << 20, readBokeh = true, registry = undefined as RelayRegistry | undefined, replica = 'http://bokeh:5006' } = {}) {
   const [browserEnd, browser] = duplexPair();
   const [bokehEnd, bokeh] = duplexPair();
   const { log, records } = logger();
   const ended: RelayPair[] = [];
-  const pair = new RelayPair(browserEnd, bokehEnd, maxMessageBytes, { app: 'ping' }, log, (p) => {
+  const pair = new RelayPair(browserEnd, bokehEnd, maxMessageBytes, { app: 'ping', replica }, log, (p) => {
     ended.push(p);
     registry?.forget(p);
   });
@@ -156,6 +156,24 @@ describe('the registry', () => {
       clearInterval(pings);
       silent.pair.destroy();
       talking.pair.destroy();
+    }
+  });
+
+  test("closeReplica closes the pairs of a replica found gone with 1014, and leaves the others' alone", async () => {
+    const { log } = logger();
+    const registry = new RelayRegistry(0, log);
+    const gone = relayed({ registry, replica: 'http://10.0.0.2:5006' });
+    const kept = relayed({ registry, replica: 'http://10.0.0.3:5006' });
+    try {
+      expect(registry.closeReplica('http://10.0.0.2:5006', CLOSE.bokehLost, 'Lost connection to the Bokeh server; reload the page')).toBe(1);
+      await until(() => gone.browser.close !== undefined, "the browser's close frame");
+      expect(gone.browser.close).toEqual({ code: CLOSE.bokehLost, reason: 'Lost connection to the Bokeh server; reload the page' });
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(kept.browser.close).toBeUndefined();
+      expect(registry.closeReplica('http://10.0.0.9:5006', CLOSE.bokehLost, 'x')).toBe(0);
+    } finally {
+      gone.pair.destroy();
+      kept.pair.destroy();
     }
   });
 

@@ -57,6 +57,21 @@ export class RelayRegistry {
     }
   }
 
+  /**
+   * Closes the pairs relayed to one Bokeh replica, which the gateway found gone: a replica whose
+   * machine died sends no FIN, so its sockets would otherwise stay open until the idle timeout.
+   * Returns how many were closed.
+   */
+  closeReplica(replica: string, code: number, reason: string): number {
+    let closed = 0;
+    for (const pair of this.pairs) {
+      if (pair.meta.replica !== replica) continue;
+      pair.close(code, reason);
+      closed += 1;
+    }
+    return closed;
+  }
+
   /** Refuses new sessions and closes open ones with `code`; resolves when all are closed. */
   async closeAll(code: number, reason: string, timeoutMs: number): Promise<void> {
     this.accepting = false;
