@@ -54,10 +54,11 @@ node_docker() {
 }
 
 # Starts the network, the registry and the nodes, and makes them one swarm: node1 the manager,
-# the others workers. Idempotent: a swarm that is already up is left as it is.
+# the others workers. Idempotent: a swarm whose nodes are all ready is left as it is; anything
+# less is removed and made again.
 swarm_up() {
   ensure_swarm_images
-  if [[ -S $(swarm_socket 1) ]] && node_docker 1 node ls >/dev/null 2>&1; then
+  if [[ -S $(swarm_socket 1) ]] && [[ $(node_docker 1 node ls --format '{{.Status}}' 2>/dev/null | grep -c '^Ready$') == "$SWARM_NODES" ]]; then
     log "swarm $SWARM_NAME already up"
     write_swarm_env
     return 0
