@@ -10,10 +10,10 @@
 # Reads: CI_DIR, CI_TMP (.ci/run, or set below when run as a command); IMAGE_TAG; SWARM_NAME
 #        (default stack-swarm), SWARM_SUBNET (default 172.31.254.0/24), SWARM_POOL (default
 #        10.199.0.0/16), SWARM_STATE_DIR (default /tmp/$SWARM_NAME), SWARM_NODES (default 3)
-# Sets:  exports SWARM_NODE_IMAGE, SWARM_REGISTRY_IMAGE (ensure_swarm_images); writes
+# Sets:  exports SWARM_NODE_IMAGE, SWARM_REGISTRY_IMAGE (ensure_swarm_images; either may be
+#        given instead, e.g. from a registry); writes
 #        $SWARM_STATE_DIR/env (swarm_up, swarm_push), which the tests read
-# Uses:  log, die (common.sh); recipe_hash, build_base_image, IMAGE_REPO_PREFIX, CI_IMAGES_DIR
-#        (base-images.sh)
+# Uses:  log, die (common.sh); ensure_base_image (base-images.sh)
 
 SWARM_NAME=${SWARM_NAME:-stack-swarm}
 SWARM_SUBNET=${SWARM_SUBNET:-172.31.254.0/24}
@@ -25,23 +25,11 @@ SWARM_REGISTRY=$SWARM_NAME-registry
 SWARM_GATEWAY_PORT=8000
 SWARM_START_TIMEOUT=60
 
-# Exports SWARM_NODE_IMAGE and SWARM_REGISTRY_IMAGE, building each one that is missing.
+# Exports SWARM_NODE_IMAGE and SWARM_REGISTRY_IMAGE (recipes in .ci/images/swarm-node and
+# .ci/images/registry), building each one that is missing; one the caller set is kept.
 ensure_swarm_images() {
-  SWARM_NODE_IMAGE=$(ensure_recipe_image swarm-node)
-  SWARM_REGISTRY_IMAGE=$(ensure_recipe_image registry)
-  export SWARM_NODE_IMAGE SWARM_REGISTRY_IMAGE
-}
-
-# ensure_recipe_image NAME: prints the tag of the image from .ci/images/NAME, built if missing.
-ensure_recipe_image() {
-  local name=$1 tag
-  tag=$IMAGE_REPO_PREFIX/$name:$(<"$CI_IMAGES_DIR/$name/tag")-$(recipe_hash "$name")
-  if [[ ${CI_REBUILD_IMAGES:-0} == 0 ]] && docker image inspect "$tag" >/dev/null 2>&1; then
-    log "$tag: already built"
-  else
-    build_base_image "$name" "$tag" >&2
-  fi
-  printf '%s\n' "$tag"
+  ensure_base_image swarm-node SWARM_NODE_IMAGE
+  ensure_base_image registry SWARM_REGISTRY_IMAGE
 }
 
 swarm_node() { printf '%s-node%s' "$SWARM_NAME" "$1"; }
@@ -172,6 +160,7 @@ swarm_push() {
 
 # Removes every container, volume and network that swarm_up made, and the state folder.
 swarm_down() {
+  docker info >/dev/null 2>&1 || return 0 # no engine: nothing of ours can exist
   local ids
   mapfile -t ids < <(docker ps -aq --filter "label=$SWARM_NAME")
   ((${#ids[@]} == 0)) || docker rm -f -v "${ids[@]}" >/dev/null

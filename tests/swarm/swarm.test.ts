@@ -12,6 +12,7 @@ import { BokehClient, tokenFromAutoload } from '../../client/bokeh-client.js';
 import { eventually, openAppPage, PREFIX } from '../support/stack.js';
 import {
   bokehTasks,
+  buildImages,
   docker,
   hostDocker,
   readiness,
@@ -90,6 +91,7 @@ async function within<T>(promise: Promise<T>, ms: number): Promise<T | undefined
 }
 
 beforeAll(async () => {
+  await buildImages();
   await swarmScript('up');
   await swarmScript('push');
   swarm = readSwarm();
