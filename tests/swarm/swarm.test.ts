@@ -103,7 +103,11 @@ beforeAll(async () => {
   await docker(manager, ['stack', 'deploy', '--detach=true', '-c', STACK_FILE, STACK], {
     env: { REGISTRY: swarm.registry, IMAGE_TAG, BOKEH_SECRET_KEY_PATH: join(keyDir, 'bokeh-secret-key'), PUBLIC_ORIGINS: origins },
   });
-  await eventually(async () => (await readyGateways()).length === 2, 180_000, 'two gateways ready with three serving Bokeh replicas');
+  await eventually(
+    async () => (await readyGateways()).length === 2 && (await runningOn(manager, 'gateway')).length === 2 && (await runningOn(manager, 'bokeh')).length === 3,
+    180_000,
+    'two gateways ready with three serving Bokeh replicas, and every task running (healthy)',
+  );
 }, 420_000);
 
 afterAll(async () => {
@@ -219,7 +223,10 @@ test('after a node is killed, its sessions reconnect and new page loads land on 
     open.push(client);
     if (sessionsMade(before, await bokehTasks([victim])).size > 0) token = tokenFromAutoload(js);
   }
-  expect(token).toBeDefined();
+  if (!token) {
+    const seen = { tasks: await bokehTasks(live()), readyz: await readiness(gateway.gateway) };
+    throw new Error(`no session landed on ${victim.hostname} through ${gateway.hostname}: ${JSON.stringify(seen)}`);
+  }
 
   await hostDocker(['kill', victim.container]);
   killed.add(victim.hostname);
