@@ -1,6 +1,8 @@
-// Three projects: gateway unit tests (beside the code), the docs checks (files only), and
-// integration tests that drive the real stack in Docker. Only the integration project builds
-// images (its globalSetup runs only when one of its tests is selected). All are ESM TypeScript;
+// Four projects: gateway unit tests (beside the code), the docs checks (files only), integration
+// tests that drive the real stack in Docker, and the swarm tests that deploy deploy/swarm/ to a
+// three-node swarm. Only the integration project builds images (its globalSetup runs only when
+// one of its tests is selected); the swarm tests bring up their swarm themselves, and run last
+// (tests/support/sequencer.js). All are ESM TypeScript;
 // `npm run typecheck` does the type checking, so ts-jest only transpiles.
 const typescript = (tsconfig) => ({
   extensionsToTreatAsEsm: ['.ts'],
@@ -13,6 +15,7 @@ const typescript = (tsconfig) => ({
 export default {
   // Two cores: the integration suite runs one stack at a time.
   maxWorkers: 1,
+  testSequencer: '<rootDir>/tests/support/sequencer.js',
   // JUnit XML for CI (test-results/ is uploaded as an artifact), beside the usual console report.
   reporters: [
     'default',
@@ -45,6 +48,12 @@ export default {
       testMatch: ['<rootDir>/tests/integration/**/*.test.ts'],
       globalSetup: '<rootDir>/tests/support/global-setup.ts',
       slowTestThreshold: 60,
+    },
+    {
+      displayName: 'swarm',
+      ...typescript('<rootDir>/tests/tsconfig.json'),
+      testMatch: ['<rootDir>/tests/swarm/**/*.test.ts'],
+      slowTestThreshold: 300,
     },
   ],
 };
