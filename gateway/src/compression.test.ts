@@ -54,6 +54,7 @@ beforeAll(async () => {
     if (path === '/bokeh/static/js/tiny.js') body = SCRIPT.subarray(0, 100);
     if (path === '/bokeh/static/js/no-transform.js') headers['cache-control'] = 'no-transform';
     if (path === '/bokeh/static/img/plot.png') headers['content-type'] = 'image/png';
+    if (path === '/bokeh/static/js/events') headers['content-type'] = 'text/event-stream';
     if (path === '/bokeh/static/js/encoded.js') {
       headers['content-encoding'] = 'gzip';
       body = gzipSync(SCRIPT);
@@ -141,7 +142,7 @@ describe('on the fly', () => {
     expect(notModified.status).toBe(304);
     expect(notModified.headers['content-encoding']).toBeUndefined();
 
-    for (const path of ['/bokeh/static/js/tiny.js', '/bokeh/static/img/plot.png', '/bokeh/static/js/no-transform.js']) {
+    for (const path of ['/bokeh/static/js/tiny.js', '/bokeh/static/img/plot.png', '/bokeh/static/js/no-transform.js', '/bokeh/static/js/events']) {
       const res = await raw(path, accept);
       expect(res.headers['content-encoding']).toBeUndefined();
       expect(res.body.equals(path.endsWith('tiny.js') ? SCRIPT.subarray(0, 100) : SCRIPT)).toBe(true);
@@ -150,6 +151,19 @@ describe('on the fly', () => {
     const encoded = await raw('/bokeh/static/js/encoded.js', accept);
     expect(encoded.headers['content-encoding']).toBe('gzip');
     expect(gunzipSync(encoded.body).equals(SCRIPT)).toBe(true);
+  });
+
+  test("the host app's answers are passed on as it sent them", async () => {
+    const withHost = await gatewayFor({ HOST_APP_URL: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}` });
+    try {
+      const res = await raw('/assets/app.js', { 'accept-encoding': 'br' }, 'GET', withHost);
+      expect(res.status).toBe(200);
+      expect(res.headers['content-encoding']).toBeUndefined();
+      expect(res.body.equals(SCRIPT)).toBe(true);
+      expect((await raw(FILE, { 'accept-encoding': 'br' }, 'GET', withHost)).headers['content-encoding']).toBe('br');
+    } finally {
+      await withHost.close();
+    }
   });
 
   test('COMPRESSION_MIN_BYTES sets the threshold, and COMPRESSION=off turns it off', async () => {

@@ -43,7 +43,8 @@ const NOT_COMPRESSED_STATUS = new Set([204, 206, 304]);
 
 /** Whether a Content-Type is worth compressing (text, scripts, JSON, SVG...), per mime-db. */
 export function compressibleType(contentType: string | undefined): boolean {
-  return contentType !== undefined && compressible(contentType) === true;
+  // mime-db calls event streams compressible, but zlib would hold each event back until it has a block.
+  return contentType !== undefined && !/^text\/event-stream\b/i.test(contentType) && compressible(contentType) === true;
 }
 
 /**

@@ -107,8 +107,12 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
   app.use(healthRouter(config, upstreams, () => ({ openWebSockets: relay.openSessions })));
   app.use(httpAdmission(admission));
   if (config.staticCacheBytes > 0) app.use(staticCache(config, upstreams, log));
-  // After the cache, which answers with the copies it made when storing a file.
-  if (config.compression) app.use(compressOnTheFly(config));
+  // After the cache, which answers with the copies it made when storing a file. The host app's
+  // answers are its own to compress (or stream, as server-sent events must be).
+  if (config.compression) {
+    const compress = compressOnTheFly(config);
+    app.use((req: Request, res: Response, next: NextFunction) => (hostAppProxy?.owns(req) === true ? next() : compress(req, res, next)));
+  }
   app.use(sessionProxy(config, upstreams, view, log, metrics));
   app.use(httpProxy(config, upstreams, view, log, metrics));
   if (hostAppProxy === undefined) app.use(pagesRouter(config, view));
