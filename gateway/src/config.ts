@@ -51,6 +51,9 @@ interface Settings {
   authBasicRealm: string;
   authUserHeader: string;
   staticCacheBytes: number;
+  /** Brotli/gzip answers for browsers that accept them (compression.ts), and the smallest body compressed. */
+  compression: boolean;
+  compressionMinBytes: number;
   /** Per-client limits (limits.ts): the window, and what one client address may do in it. */
   rateLimitWindowS: number;
   rateLimitSessionStarts: number;
@@ -412,6 +415,25 @@ const settings = {
     doc: "Memory for Bokeh's versioned static files (URLs with ?v=<hash>, which never change): the gateway answers them from memory instead of asking Bokeh each time. BokehJS takes about 4 MB; 0 turns the cache off.",
     fix: 'bytes, 0 (off) or between 1048576 and 4294967296, e.g. STATIC_CACHE_BYTES=67108864 for 64 MiB',
     schema: integer(0, 2 ** 32).refine((value) => value === 0 || value >= 1024 * 1024, 'must be 0 or at least 1048576'),
+  },
+  compression: {
+    env: 'COMPRESSION',
+    default: 'on',
+    doc: "Compress answers with brotli or gzip for browsers that accept them: Bokeh's versioned static files once, when the cache stores them (BokehJS goes from 1.3 MB to about 0.3 MB), everything else compressible as it streams. off when a proxy in front compresses already, or to save the CPU.",
+    fix: 'on or off',
+    schema: z
+      .string()
+      .trim()
+      .toLowerCase()
+      .pipe(z.enum(['on', 'off'], 'must be on or off'))
+      .transform((value) => value === 'on'),
+  },
+  compressionMinBytes: {
+    env: 'COMPRESSION_MIN_BYTES',
+    default: '1024',
+    doc: 'Smallest answer the gateway compresses, in bytes: below about 1 KB the encoded body saves less than a round trip costs. Answers of unknown length (streamed without Content-Length) are compressed.',
+    fix: 'bytes between 0 and 1048576, e.g. COMPRESSION_MIN_BYTES=1024',
+    schema: integer(0, 1024 * 1024),
   },
   rateLimitWindowS: {
     env: 'RATE_LIMIT_WINDOW_S',

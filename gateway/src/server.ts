@@ -11,6 +11,7 @@ import type { Logger } from 'pino';
 import { pinoHttp } from 'pino-http';
 import { admissionPipeline, httpAdmission } from './admission.js';
 import { createAuthenticator } from './auth.js';
+import { compressOnTheFly } from './compression.js';
 import type { Config } from './config.js';
 import { answerOnSocket, sendError } from './errors.js';
 import { clientView, ProxyTrust } from './forwarded.js';
@@ -106,6 +107,12 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
   app.use(healthRouter(config, upstreams, () => ({ openWebSockets: relay.openSessions })));
   app.use(httpAdmission(admission));
   if (config.staticCacheBytes > 0) app.use(staticCache(config, upstreams, log));
+  // After the cache, which answers with the copies it made when storing a file. The host app's
+  // answers are its own to compress (or stream, as server-sent events must be).
+  if (config.compression) {
+    const compress = compressOnTheFly(config);
+    app.use((req: Request, res: Response, next: NextFunction) => (hostAppProxy?.owns(req) === true ? next() : compress(req, res, next)));
+  }
   app.use(sessionProxy(config, upstreams, view, log, metrics));
   app.use(httpProxy(config, upstreams, view, log, metrics));
   if (hostAppProxy === undefined) app.use(pagesRouter(config, view));

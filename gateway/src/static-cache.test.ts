@@ -3,8 +3,9 @@
  * Bokeh 3.9's Tornado does for static files (headers as measured from `bokeh serve`): each test
  * counts what reached that server.
  */
-import { createHash } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createHash, randomBytes } from 'node:crypto';
+import { createServer, request, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { brotliDecompressSync, gunzipSync } from 'node:zlib';
 import type { AddressInfo } from 'node:net';
 import { pino } from 'pino';
 import { loadConfig } from './config.js';
@@ -162,11 +163,11 @@ describe('versioned static files', () => {
   });
 
   test('HEAD gets the headers without the body, from memory too', async () => {
-    const head = await get(mainUrl(), { method: 'HEAD' });
+    const head = await get(mainUrl(), { method: 'HEAD', headers: { 'accept-encoding': 'identity' } });
     expect(head.status).toBe(200);
     expect(head.headers.get('content-length')).toBe(String(main.length));
     expect((await bodyOf(head)).length).toBe(0);
-    const again = await get(mainUrl(), { method: 'HEAD' });
+    const again = await get(mainUrl(), { method: 'HEAD', headers: { 'accept-encoding': 'identity' } });
     expect(again.headers.get('x-cache')).toBe('HIT');
     expect(again.headers.get('content-length')).toBe(String(main.length));
     expect((await get(mainUrl())).headers.get('x-cache')).toBe('HIT');
@@ -223,6 +224,130 @@ describe('versioned static files', () => {
     expect((await bodyOf(res)).equals(main)).toBe(true);
     const unversioned = await get('/bokeh/static/js/bokeh.min.js', { headers: { accept: 'application/json' } });
     expect(unversioned.status).toBe(503);
+  });
+});
+
+/** One request whose body is read as it came, still encoded: fetch() would decode it. */
+function raw(path: string, headers: Record<string, string>, method = 'GET'): Promise<{ status: number; headers: IncomingHttpHeaders; body: Buffer }> {
+  return new Promise((resolve, reject) => {
+    const req = request(`${gateway.url}${path}`, { method, headers }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (chunk: Buffer) => chunks.push(chunk));
+      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks) }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+const decode = (encoding: string | undefined, body: Buffer) => (encoding === 'br' ? brotliDecompressSync(body) : encoding === 'gzip' ? gunzipSync(body) : body);
+
+describe('compressed copies', () => {
+  test('each encoding decodes to the file, with its own length and ETag, and Vary on all', async () => {
+    const identity = await raw(mainUrl(), { 'accept-encoding': 'identity' });
+    expect(identity.headers['content-encoding']).toBeUndefined();
+    expect(identity.body.equals(main)).toBe(true);
+    const tag = identity.headers.etag!;
+    expect(tag).toBe(`"${version(main)}"`);
+    for (const [accept, encoding, suffix] of [
+      ['gzip, deflate, br', 'br', 'br'],
+      ['gzip', 'gzip', 'gz'],
+    ] as const) {
+      const res = await raw(mainUrl(), { 'accept-encoding': accept });
+      expect(res.headers['x-cache']).toBe('HIT');
+      expect(res.headers['content-encoding']).toBe(encoding);
+      expect(res.headers['content-length']).toBe(String(res.body.length));
+      expect(res.body.length).toBeLessThan(main.length);
+      expect(res.headers.etag).toBe(`"${version(main)}-${suffix}"`);
+      expect(res.headers.vary).toBe('Accept-Encoding');
+      expect(res.headers['accept-ranges']).toBeUndefined();
+      expect(decode(encoding, res.body).equals(main)).toBe(true);
+    }
+    expect(identity.headers.vary).toBe('Accept-Encoding');
+    expect(upstream.seen).toHaveLength(1);
+  });
+
+  test('q-values choose the encoding, and a client that accepts none gets the file itself', async () => {
+    const encodingFor = async (accept: string | undefined) =>
+      (await raw(mainUrl(), accept === undefined ? {} : { 'accept-encoding': accept })).headers['content-encoding'] ?? 'identity';
+    expect(await encodingFor('br;q=0.5, gzip')).toBe('gzip');
+    expect(await encodingFor('gzip;q=0.8, br;q=0.9')).toBe('br');
+    expect(await encodingFor('*')).toBe('br');
+    expect(await encodingFor('br;q=0, gzip;q=0')).toBe('identity');
+    expect(await encodingFor('compress, deflate')).toBe('identity');
+    expect(await encodingFor('identity;q=0, zstd')).toBe('identity');
+    expect(await encodingFor(undefined)).toBe('identity');
+  });
+
+  test("HEAD has the chosen copy's headers; If-None-Match is checked against that copy's ETag", async () => {
+    const head = await raw(mainUrl(), { 'accept-encoding': 'br' }, 'HEAD');
+    const br = await raw(mainUrl(), { 'accept-encoding': 'br' });
+    expect(head.body.length).toBe(0);
+    expect(head.headers['content-encoding']).toBe('br');
+    expect(head.headers['content-length']).toBe(String(br.body.length));
+    expect(head.headers.etag).toBe(br.headers.etag);
+
+    const again = await raw(mainUrl(), { 'accept-encoding': 'br', 'if-none-match': br.headers.etag! });
+    expect(again.status).toBe(304);
+    expect(again.headers.etag).toBe(br.headers.etag);
+    expect(again.headers.vary).toBe('Accept-Encoding');
+    // The identity file's tag does not match the brotli copy, nor the other way round.
+    expect((await raw(mainUrl(), { 'accept-encoding': 'br', 'if-none-match': `"${version(main)}"` })).status).toBe(200);
+    expect((await raw(mainUrl(), { 'accept-encoding': 'identity', 'if-none-match': br.headers.etag! })).status).toBe(200);
+    expect((await raw(mainUrl(), { 'accept-encoding': 'gzip', 'if-none-match': br.headers.etag! })).status).toBe(200);
+  });
+
+  test('files not worth compressing are kept and served as they are', async () => {
+    const png = randomBytes(50_000);
+    const small = file(200, 's');
+    upstream.files.set('static/img/logo.js', png);
+    upstream.files.set('static/js/small.js', small);
+    for (const [path, body] of [
+      [`/bokeh/static/img/logo.js?v=${version(png)}`, png],
+      [`/bokeh/static/js/small.js?v=${version(small)}`, small],
+    ] as const) {
+      for (let i = 0; i < 2; i += 1) {
+        const res = await raw(path, { 'accept-encoding': 'br, gzip' });
+        expect(res.headers['content-encoding']).toBeUndefined();
+        expect(res.headers.vary).toBeUndefined();
+        expect(res.body.equals(body)).toBe(true);
+      }
+    }
+  });
+
+  test('COMPRESSION=off keeps and serves the file only', async () => {
+    await gateway.close();
+    gateway = await gatewayFor(upstream, { COMPRESSION: 'off' });
+    for (let i = 0; i < 2; i += 1) {
+      const res = await raw(mainUrl(), { 'accept-encoding': 'br, gzip' });
+      expect(res.headers['content-encoding']).toBeUndefined();
+      expect(res.headers.vary).toBeUndefined();
+      expect(res.body.equals(main)).toBe(true);
+    }
+  });
+
+  test('STATIC_CACHE_BYTES counts every copy', async () => {
+    // Hex text compresses to about half: each file takes 300 KB plus about 300 KB of copies.
+    const urls = ['a', 'b'].map((name) => {
+      const body = Buffer.from(randomBytes(150_000).toString('hex'));
+      upstream.files.set(`static/js/${name}.js`, body);
+      return `/bokeh/static/js/${name}.js?v=${version(body)}`;
+    });
+    const states = async () => {
+      for (const url of urls) await raw(url, { 'accept-encoding': 'br' });
+      const seen: (string | string[] | undefined)[] = [];
+      for (const url of urls) seen.push((await raw(url, { 'accept-encoding': 'br' })).headers['x-cache']);
+      return seen;
+    };
+    await gateway.close();
+    // Both files with their copies (about 1.2 MB) do not fit in 1 MiB: a is dropped for b, then b for a.
+    gateway = await gatewayFor(upstream, { STATIC_CACHE_BYTES: String(MIB) });
+    expect(await states()).toEqual(['MISS', 'MISS']);
+    await gateway.close();
+    // The files alone (600 KB) do.
+    gateway = await gatewayFor(upstream, { STATIC_CACHE_BYTES: String(MIB), COMPRESSION: 'off' });
+    expect(await states()).toEqual(['HIT', 'HIT']);
   });
 });
 

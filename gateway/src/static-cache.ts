@@ -10,11 +10,16 @@
  * Anything the cache would not keep (not a 200, a Set-Cookie, a Vary or encoded body, a file too
  * large) and any failure to reach Bokeh goes on to the proxy, so those answers and errors are
  * exactly the proxy's.
+ *
+ * A compressible file is kept with its brotli and gzip copies, made once when it is stored
+ * (compression.ts); each request gets the copy its Accept-Encoding prefers, with that copy's
+ * length and ETag, and STATIC_CACHE_BYTES counts every copy.
  */
 import type { IncomingMessage, OutgoingHttpHeaders } from 'node:http';
 import type { NextFunction, Request, Response } from 'express';
 import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
+import { chooseEncoding, compressVariants, ENCODINGS, variantEtag, type Variants } from './compression.js';
 import type { Config } from './config.js';
 import { sendError, upstreamError } from './errors.js';
 import type { Upstream, Upstreams } from './upstream.js';
@@ -42,6 +47,8 @@ export type CacheState = 'HIT' | 'MISS' | 'BYPASS';
 interface Entry {
   headers: Partial<Record<(typeof REPLAYED_HEADERS)[number], string>>;
   body: Buffer;
+  /** The encoded copies of `body`, each smaller than it; none when compression is off or pointless. */
+  variants: Variants;
   /** Last-Modified in ms, for If-Modified-Since. */
   lastModified: number | undefined;
   storedAt: number;
@@ -57,11 +64,11 @@ export function versionedKey(url: string): string | undefined {
   return url;
 }
 
-/** If-None-Match against the entry's ETag (weak comparison, as RFC 9110 asks for GET), else If-Modified-Since. */
-function notModified(req: IncomingMessage, entry: Entry): boolean {
+/** If-None-Match against the chosen copy's ETag (weak comparison, as RFC 9110 asks for GET), else If-Modified-Since. */
+function notModified(req: IncomingMessage, entry: Entry, entityTag: string | undefined): boolean {
   const ifNoneMatch = req.headers['if-none-match'];
   if (ifNoneMatch) {
-    const etag = entry.headers.etag?.replace(/^W\//, '');
+    const etag = entityTag?.replace(/^W\//, '');
     if (etag === undefined) return false;
     return (ifNoneMatch.match(/\*|(?:W\/)?"[^"]*"/g) ?? []).some((tag) => tag === '*' || tag.replace(/^W\//, '') === etag);
   }
@@ -74,17 +81,32 @@ function notModified(req: IncomingMessage, entry: Entry): boolean {
 }
 
 function answer(req: IncomingMessage, res: Response, entry: Entry, state: CacheState): void {
+  const available = ENCODINGS.filter((name) => entry.variants[name] !== undefined);
+  const encoding = chooseEncoding(req, available);
+  const body = encoding === 'identity' ? entry.body : entry.variants[encoding]!;
   const common: OutgoingHttpHeaders = { 'x-cache': state, age: String(Math.floor((Date.now() - entry.storedAt) / 1000)) };
-  if (notModified(req, entry)) {
+  // Every answer for a file kept in several encodings depends on Accept-Encoding, the 304s too.
+  if (available.length > 0) common.vary = 'Accept-Encoding';
+  const own: Entry['headers'] = { ...entry.headers, etag: variantEtag(entry.headers.etag, encoding) };
+  // Ranges go to Bokeh, which answers them from the identity file only.
+  if (encoding !== 'identity') delete own['accept-ranges'];
+  if (own.etag === undefined) delete own.etag;
+  if (notModified(req, entry, own.etag)) {
     const headers: OutgoingHttpHeaders = { ...common };
-    for (const name of NOT_MODIFIED_HEADERS) if (entry.headers[name] !== undefined) headers[name] = entry.headers[name];
+    for (const name of NOT_MODIFIED_HEADERS) if (own[name] !== undefined) headers[name] = own[name];
     res.writeHead(304, headers).end();
     return;
   }
-  const headers: OutgoingHttpHeaders = { ...entry.headers, ...common, 'content-length': entry.body.length };
+  const headers: OutgoingHttpHeaders = { ...own, ...common, 'content-length': body.length };
+  if (encoding !== 'identity') headers['content-encoding'] = encoding;
   res.writeHead(200, headers);
   if (req.method === 'HEAD') res.end();
-  else res.end(entry.body);
+  else res.end(body);
+}
+
+/** The bytes of a file and of its copies. */
+function entrySize(entry: Entry): number {
+  return ENCODINGS.reduce((sum, name) => sum + (entry.variants[name]?.length ?? 0), entry.body.length);
 }
 
 /**
@@ -97,8 +119,8 @@ export function staticCache(config: Config, upstreams: Upstreams, log: Logger) {
   const cache = new LRUCache<string, Entry>({
     max: MAX_ENTRIES,
     maxSize: config.staticCacheBytes,
-    // The body dominates; the key and headers are counted so that tiny files are not free.
-    sizeCalculation: (entry, key) => entry.body.length + key.length + JSON.stringify(entry.headers).length,
+    // The bodies dominate; the key and headers are counted so that tiny files are not free.
+    sizeCalculation: (entry, key) => entrySize(entry) + key.length + JSON.stringify(entry.headers).length,
   });
   /** Fetches under way, so that concurrent misses for one URL make one request to Bokeh. */
   const pending = new Map<string, Promise<Fetched>>();
@@ -150,11 +172,16 @@ export function staticCache(config: Config, upstreams: Upstreams, log: Logger) {
           }
           chunks.push(chunk);
         });
-        // 'close' comes after 'end', so it settles only a body that never ended.
-        const cut = () => resolve({ passOn: 'Bokeh closed the connection during the body' });
+        // 'close' comes after 'end' (and before the copies are made), so it settles only a body
+        // that never ended.
+        let ended = false;
+        const cut = () => {
+          if (!ended) resolve({ passOn: 'Bokeh closed the connection during the body' });
+        };
         res.on('error', cut);
         res.on('close', cut);
         res.on('end', () => {
+          ended = true;
           if (!res.complete || (declared !== undefined && length !== declared)) {
             resolve({ passOn: 'the body was cut short' });
             return;
@@ -165,9 +192,18 @@ export function staticCache(config: Config, upstreams: Upstreams, log: Logger) {
             if (typeof value === 'string') headers[name] = value;
           }
           const modified = headers['last-modified'] === undefined ? Number.NaN : Date.parse(headers['last-modified']);
-          resolve({
-            entry: { headers, body: Buffer.concat(chunks, length), lastModified: Number.isNaN(modified) ? undefined : modified, storedAt: Date.now() },
+          const body = Buffer.concat(chunks, length);
+          const entry = (variants: Variants): Fetched => ({
+            entry: { headers, body, variants, lastModified: Number.isNaN(modified) ? undefined : modified, storedAt: Date.now() },
           });
+          // zlib failing leaves the file itself, which is still worth keeping.
+          compressVariants(config, body, headers['content-type']).then(
+            (variants) => resolve(entry(variants)),
+            (err: Error) => {
+              log.warn({ url: key, err: { message: err.message } }, 'static file not compressed');
+              resolve(entry({}));
+            },
+          );
         });
       });
       upstream.end();
@@ -190,8 +226,14 @@ export function staticCache(config: Config, upstreams: Upstreams, log: Logger) {
       fetching = fetchEntry(key, upstreams.any()).then((fetched) => {
         pending.delete(key);
         if ('entry' in fetched) {
+          // A file that fits only without its copies is kept without them.
+          if (entrySize(fetched.entry) > config.staticCacheBytes) fetched.entry.variants = {};
           cache.set(key, fetched.entry);
-          log.debug({ url: key, bytes: fetched.entry.body.length, cachedBytes: cache.calculatedSize }, 'static file cached');
+          const { body, variants } = fetched.entry;
+          log.debug(
+            { url: key, bytes: body.length, brBytes: variants.br?.length, gzipBytes: variants.gzip?.length, cachedBytes: cache.calculatedSize },
+            'static file cached',
+          );
         } else if ('passOn' in fetched) {
           log.debug({ url: key, reason: fetched.passOn }, 'static file not cached');
         }

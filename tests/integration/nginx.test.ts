@@ -4,7 +4,9 @@
  * development certificate (trusted per request, never globally), plus what NGINX adds:
  * redirects, compression and caching, the gateway-down page, and which ports face the host.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { connect as connectHttp2, constants as http2 } from 'node:http2';
+import { brotliDecompressSync } from 'node:zlib';
 import { autoloadSrc, autoloadUrlFor, BokehClient, modelNamed, tokenFromAutoload } from '../../client/bokeh-client.js';
 import { pingP50 } from '../support/ping.js';
 import { eventually, openAppPage, PREFIX, request, run, useStack, type Reply, type Stack } from '../support/stack.js';
@@ -111,6 +113,46 @@ describe('what NGINX adds', () => {
     expect(second.headers['x-cache-status']).toBe('HIT');
     // One cache status, NGINX's: the gateway's X-Cache would be the one NGINX stored with the file.
     expect(second.headers['x-cache']).toBeUndefined();
+  });
+
+  test("over HTTP/2, BokehJS arrives as the gateway's brotli copy, which decodes to Bokeh's bytes", async () => {
+    const page = await get('/apps/sliders');
+    const autoload = await request(autoloadSrc(page.body), { ca: front.ca });
+    const script = new URL(autoload.body.match(/https:\/\/[^\s"'`\\)]+\/static\/js\/bokeh\.min\.js\?v=[0-9a-f]+/)![0]);
+    const session = connectHttp2(front.https, { ca: front.ca });
+    try {
+      await new Promise<void>((resolve, reject) => session.once('connect', () => resolve()).once('error', reject));
+      expect(session.alpnProtocol).toBe('h2');
+      const fetch2 = (acceptEncoding: string) =>
+        new Promise<{ headers: Record<string, unknown>; body: Buffer }>((resolve, reject) => {
+          const stream = session.request({ [http2.HTTP2_HEADER_PATH]: `${script.pathname}${script.search}`, 'accept-encoding': acceptEncoding });
+          const chunks: Buffer[] = [];
+          let headers: Record<string, unknown> = {};
+          stream.on('response', (received) => (headers = received));
+          stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+          stream.on('end', () => resolve({ headers, body: Buffer.concat(chunks) }));
+          stream.on('error', reject);
+        });
+      const identity = await fetch2('identity');
+      const br = await fetch2('gzip, deflate, br');
+      expect(identity.headers[':status']).toBe(200);
+      expect(identity.headers['content-encoding']).toBeUndefined();
+      expect(br.headers['content-encoding']).toBe('br');
+      expect(br.body.length).toBeLessThan(identity.body.length / 2);
+      const digest = (body: Buffer) => createHash('sha256').update(body).digest('hex');
+      expect(digest(brotliDecompressSync(br.body))).toBe(digest(identity.body));
+      // Bokeh's own file: the gateway reads it from Bokeh, inside the stack.
+      const bokeh = await stack()
+        .container('gateway')
+        .exec([
+          'node',
+          '-e',
+          `fetch(${JSON.stringify(`http://bokeh:5006${script.pathname}${script.search}`)}).then(async (r) => console.log(process.getBuiltinModule('node:crypto').createHash('sha256').update(Buffer.from(await r.arrayBuffer())).digest('hex')))`,
+        ]);
+      expect(bokeh.stdout.trim()).toBe(digest(identity.body));
+    } finally {
+      session.close();
+    }
   });
 
   test('the certificate is the development one and NGINX says so in its log', async () => {

@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { promisify } from 'node:util';
+import { brotliDecompressSync } from 'node:zlib';
 import getPort from 'get-port';
 import { bokehJsUrls, BokehClient, modelNamed, tokenFromAutoload, tokenPayload } from '../../client/bokeh-client.js';
 import { eventually, openAppPage, PREFIX, request, run } from '../support/stack.js';
@@ -73,6 +74,30 @@ test('Bokeh inside listens on loopback only', async () => {
   const { stdout } = await run('docker', ['inspect', '--format', '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}', id]);
   expect(await probe('127.0.0.1')).toBe(true);
   expect(await probe(stdout.trim())).toBe(false);
+});
+
+test('BokehJS comes brotli-compressed, and decodes to the file a client without compression gets', async () => {
+  const { js, client } = await connect('sliders');
+  await client.close();
+  const script = bokehJsUrls(js).find((url) => url.includes('/bokeh.min.js?v='))!;
+  const read = (acceptEncoding: string) =>
+    new Promise<{ headers: IncomingMessage['headers']; body: Buffer }>((resolve, reject) => {
+      httpRequest(script, { headers: { 'accept-encoding': acceptEncoding } }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (chunk: Buffer) => chunks.push(chunk));
+        res.on('end', () => resolve({ headers: res.headers, body: Buffer.concat(chunks) }));
+        res.on('error', reject);
+      })
+        .on('error', reject)
+        .end();
+    });
+  const identity = await read('identity');
+  const br = await read('gzip, deflate, br');
+  expect(identity.headers['content-encoding']).toBeUndefined();
+  expect(br.headers['content-encoding']).toBe('br');
+  expect(br.headers.vary).toBe('Accept-Encoding');
+  expect(br.body.length).toBeLessThan(identity.body.length / 2);
+  expect(brotliDecompressSync(br.body).equals(identity.body)).toBe(true);
 });
 
 test("the platform's SIGTERM closes sessions with 1001 and stops both processes cleanly", async () => {
