@@ -204,11 +204,10 @@ test('draining a node moves its tasks, and page loads keep succeeding', async ()
   expect(await bokehTasks([drained])).toEqual([]);
 }, 300_000);
 
-// A killed node sends nothing more: no FIN, no RST. The gateway's WebSockets to its replicas stay
-// open until something times out (the browser side's WS_IDLE_TIMEOUT_MS, 120 s), not with 1014 at
-// once as when a replica's process dies; so this test checks what a user gets back instead: the
-// session's reconnect and every new page load served by the live nodes.
-test('after a node is killed, its sessions reconnect and new page loads land on the other nodes', async () => {
+// A killed node sends nothing more: no FIN, no RST. The gateway closes the WebSockets pinned to
+// its replica with 1014 once its checks find the replica down, then serves the session's
+// reconnect and every new page load from the live nodes.
+test('after a node is killed, its sessions close with 1014, reconnect, and new page loads land on the other nodes', async () => {
   await eventually(async () => (await readyGateways()).length >= 1, 120_000, 'a gateway with three serving replicas');
   const gateways = await readyGateways();
   const bokehNodes = await runningOn(manager, 'bokeh');
@@ -217,11 +216,12 @@ test('after a node is killed, its sessions reconnect and new page loads land on 
 
   // Page loads until one session is on the victim's replica (the gateway spreads new sessions).
   let token: string | undefined;
+  let pinned: BokehClient | undefined;
   for (let i = 0; i < 9 && !token; i += 1) {
     const before = await bokehTasks([victim]);
     const { client, js } = await openAppPage(gateway.gateway, 'ping');
     open.push(client);
-    if (sessionsMade(before, await bokehTasks([victim])).size > 0) token = tokenFromAutoload(js);
+    if (sessionsMade(before, await bokehTasks([victim])).size > 0) [token, pinned] = [tokenFromAutoload(js), client];
   }
   if (!token) {
     const seen = { tasks: await bokehTasks(live()), readyz: await readiness(gateway.gateway) };
@@ -238,6 +238,8 @@ test('after a node is killed, its sessions reconnect and new page loads land on 
     60_000,
     `the gateway to stop counting ${victim.hostname}'s replica as serving`,
   );
+  const lost = await Promise.race([pinned!.closed, new Promise<undefined>((resolve) => setTimeout(resolve, 30_000))]);
+  expect(lost?.code).toBe(1014);
 
   const before = await bokehTasks(live());
   // The session's reconnect (what BokehJS does after a lost connection) is served by a live replica.
