@@ -214,10 +214,13 @@ test('after a node is killed, its sessions close with 1014, reconnect, and new p
   const victim = swarm.nodes.find((node) => node !== manager && bokehNodes.includes(node.hostname) && gateways.some((g) => g !== node))!;
   const gateway = gateways.find((node) => node !== victim)!;
 
-  // Page loads until one session is on the victim's replica (the gateway spreads new sessions).
+  // Page loads, each kept open, until one session is on the victim's replica. The gateway sends a
+  // new session to the replica with the fewest, so when the victim's replicas still hold the
+  // earlier tests' sessions it takes as many loads as the difference, or until Bokeh drops the
+  // unused ones (15 s), before one lands there.
   let token: string | undefined;
   let pinned: BokehClient | undefined;
-  for (let i = 0; i < 9 && !token; i += 1) {
+  for (let i = 0; i < 80 && !token; i += 1) {
     const before = await bokehTasks([victim]);
     const { client, js } = await openAppPage(gateway.gateway, 'ping');
     open.push(client);
