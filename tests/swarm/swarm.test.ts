@@ -208,11 +208,25 @@ test('draining a node moves its tasks, and page loads keep succeeding', async ()
 // its replica with 1014 once its checks find the replica down, then serves the session's
 // reconnect and every new page load from the live nodes.
 test('after a node is killed, its sessions close with 1014, reconnect, and new page loads land on the other nodes', async () => {
-  await eventually(async () => (await readyGateways()).length >= 1, 120_000, 'a gateway with three serving replicas');
-  const gateways = await readyGateways();
-  const bokehNodes = await runningOn(manager, 'bokeh');
-  const victim = swarm.nodes.find((node) => node !== manager && bokehNodes.includes(node.hostname) && gateways.some((g) => g !== node))!;
-  const gateway = gateways.find((node) => node !== victim)!;
+  // The victim: a worker that runs Bokeh, with a gateway on another node that sees all three
+  // replicas serving (the earlier tests' moves settle first).
+  let bokehNodes: string[] = [];
+  let found: { victim: SwarmNode; gateway: SwarmNode } | undefined;
+  const pick = async () => {
+    const gateways = await readyGateways();
+    bokehNodes = await runningOn(manager, 'bokeh');
+    const victim = swarm.nodes.find((node) => node !== manager && bokehNodes.includes(node.hostname) && gateways.some((g) => g !== node));
+    const gateway = gateways.find((node) => node !== victim);
+    found = victim && gateway ? { victim, gateway } : undefined;
+    return found !== undefined;
+  };
+  try {
+    await eventually(pick, 120_000, 'a worker running Bokeh and a ready gateway on another node');
+  } catch (err) {
+    const readyz = await Promise.all(live().map(async (node) => [node.hostname, await readiness(node.gateway)]));
+    throw new Error(`${String(err)}: bokeh on ${JSON.stringify(bokehNodes)}, gateways ${JSON.stringify(Object.fromEntries(readyz))}`, { cause: err });
+  }
+  const { victim, gateway } = found!;
 
   // Page loads, each kept open, until one session is on the victim's replica. The gateway sends a
   // new session to the replica with the fewest, so when the victim's replicas still hold the
