@@ -1,8 +1,9 @@
-// Four projects: gateway unit tests (beside the code), the docs checks (files only), integration
-// tests that drive the real stack in Docker, and the swarm tests that deploy deploy/swarm/ to a
-// three-node swarm. Only the integration project builds images (its globalSetup runs only when
-// one of its tests is selected); the swarm tests bring up their swarm themselves, and run last
-// (tests/support/sequencer.js). All are ESM TypeScript;
+// Six projects: gateway unit tests (beside the code), the docs checks (files only), the Helm
+// chart rendered with helm (no cluster), integration tests that drive the real stack in Docker,
+// the swarm tests that deploy deploy/swarm/ to a three-node swarm, and the Kubernetes tests that
+// install deploy/helm/ on a real cluster. Only the integration project builds images (its
+// globalSetup runs only when one of its tests is selected); the swarm and Kubernetes tests bring
+// up their cluster themselves, and run last (tests/support/sequencer.js). All are ESM TypeScript;
 // `npm run typecheck` does the type checking, so ts-jest only transpiles.
 const typescript = (tsconfig) => ({
   extensionsToTreatAsEsm: ['.ts'],
@@ -50,9 +51,20 @@ export default {
       slowTestThreshold: 60,
     },
     {
+      displayName: 'chart',
+      ...typescript('<rootDir>/tests/tsconfig.json'),
+      testMatch: ['<rootDir>/tests/chart/**/*.test.ts'],
+    },
+    {
       displayName: 'swarm',
       ...typescript('<rootDir>/tests/tsconfig.json'),
       testMatch: ['<rootDir>/tests/swarm/**/*.test.ts'],
+      slowTestThreshold: 300,
+    },
+    {
+      displayName: 'k8s',
+      ...typescript('<rootDir>/tests/tsconfig.json'),
+      testMatch: ['<rootDir>/tests/k8s/**/*.test.ts'],
       slowTestThreshold: 300,
     },
   ],
