@@ -9,10 +9,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BokehClient, tokenFromAutoload } from '../../client/bokeh-client.js';
-import { eventually, openAppPage, PREFIX } from '../support/stack.js';
+import { buildImages, eventually, openAppPage, PREFIX } from '../support/stack.js';
 import {
   bokehTasks,
-  buildImages,
   docker,
   hostDocker,
   readiness,

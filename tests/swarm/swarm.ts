@@ -24,21 +24,6 @@ export function swarmScript(command: 'up' | 'push' | 'down'): Promise<void> {
   });
 }
 
-/**
- * Builds the stack's bokeh and gateway images (IMAGE_TAG) as the compose suites do; after them,
- * every layer is cached. Base images come from PYTHON_IMAGE and NODE_IMAGE, as for compose.
- */
-export async function buildImages(): Promise<void> {
-  await execFileAsync('docker', ['compose', 'build', 'bokeh', 'gateway'], { cwd: REPO_ROOT, maxBuffer: 64 * 1024 * 1024, timeout: 900_000 }).catch(
-    (err: unknown) => {
-      const { stderr } = err as { stderr?: string };
-      throw new Error(`docker compose build bokeh gateway failed (are PYTHON_IMAGE and NODE_IMAGE set where nothing can be pulled?):\n${stderr ?? ''}`, {
-        cause: err,
-      });
-    },
-  );
-}
-
 export interface SwarmNode {
   /** 1, 2, 3: node1 is the manager. */
   index: number;
