@@ -6,6 +6,7 @@
  * idle WebSocket through the Ingress, a rolling update, a deleted pod, uninstall.
  */
 import { BokehClient, tokenFromAutoload } from '../../client/bokeh-client.js';
+import { loadPagesUntil } from '../support/clusters.js';
 import { buildImages, eventually, openAppPage, PREFIX, request } from '../support/stack.js';
 import { bokehPods, CHART, k8sScript, pods, readCluster, sessionsMade, tool, total, type Cluster } from './k8s.js';
 
@@ -34,23 +35,6 @@ async function pageLoad(origin: string): Promise<{ client: BokehClient; token: s
   const { client, js } = await openAppPage(origin, 'ping');
   open.push(client);
   return { client, token: tokenFromAutoload(js) };
-}
-
-/** Loads pages one after another until `stop` settles, closing each; counts successes and failures. */
-async function loadPagesUntil(origin: string, stop: Promise<unknown>): Promise<{ ok: number; failed: string[] }> {
-  let done = false;
-  void stop.finally(() => (done = true));
-  const result = { ok: 0, failed: [] as string[] };
-  while (!done) {
-    try {
-      await (await pageLoad(origin)).client.close();
-      result.ok += 1;
-    } catch (err) {
-      result.failed.push(String(err));
-    }
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-  return result;
 }
 
 /** Pods the Bokeh Service's EndpointSlices list as ready: what CoreDNS answers for its name. */
@@ -176,7 +160,7 @@ test('a rolling update of the Bokeh Deployment fails no page load, and sessions 
   const started = Date.now();
   await kubectl('rollout', 'restart', `deployment/${NAME}-bokeh`);
   const finished = kubectl('rollout', 'status', `deployment/${NAME}-bokeh`, '--timeout', '5m');
-  const loads = await loadPagesUntil(direct, finished);
+  const loads = await loadPagesUntil(async () => (await pageLoad(direct)).client, finished);
   await finished;
 
   expect(loads.failed).toEqual([]);

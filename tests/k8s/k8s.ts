@@ -3,9 +3,9 @@
  * helm from the cluster's own build, the Bokeh pods with the sessions Bokeh counted in each
  * (`<prefix>/_replica`, read through `kubectl exec` inside the pod).
  */
-import { execFile, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
+import { clusterScript, readEnvFile } from '../support/clusters.js';
 import { PREFIX, REPO_ROOT } from '../support/stack.js';
 
 const execFileAsync = promisify(execFile);
@@ -14,13 +14,7 @@ export const CHART = 'deploy/helm/bokeh-gateway-stack';
 const STATE_DIR = process.env.K8S_STATE_DIR || '/tmp/stack-k8s';
 
 /** Runs .ci/lib/k8s.sh with a subcommand (up, load IMAGE..., down), its log on the console. */
-export function k8sScript(command: 'up' | 'load' | 'down', ...args: string[]): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('bash', ['.ci/lib/k8s.sh', command, ...args], { cwd: REPO_ROOT, stdio: ['ignore', 'inherit', 'inherit'] });
-    child.on('error', reject);
-    child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`bash .ci/lib/k8s.sh ${command} exited with ${code}`))));
-  });
-}
+export const k8sScript = (command: 'up' | 'load' | 'down', ...args: string[]): Promise<void> => clusterScript('k8s.sh', command, ...args);
 
 export interface Cluster {
   kubeconfig: string;
@@ -32,12 +26,7 @@ export interface Cluster {
 
 /** Reads what `k8s.sh up` wrote to its state folder. */
 export function readCluster(): Cluster {
-  const env = Object.fromEntries(
-    readFileSync(`${STATE_DIR}/env`, 'utf8')
-      .split('\n')
-      .filter((line) => line.includes('='))
-      .map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)] as const),
-  );
+  const env = readEnvFile(`${STATE_DIR}/env`);
   return { kubeconfig: env.KUBECONFIG!, bin: env.K8S_BIN!, ingress: `http://127.0.0.1:${env.K8S_TRAEFIK_NODEPORT!}` };
 }
 

@@ -285,12 +285,10 @@ export async function eventually(probe: () => Promise<boolean>, timeoutMs: numbe
  * every layer is cached. Base images come from PYTHON_IMAGE and NODE_IMAGE, as for compose.
  */
 export async function buildImages(): Promise<void> {
-  await run('docker', ['compose', 'build', 'bokeh', 'gateway'], { cwd: REPO_ROOT, maxBuffer: 64 * 1024 * 1024, timeout: 900_000 }).catch(
-    (err: unknown) => {
-      const { stderr } = err as { stderr?: string };
-      throw new Error(`docker compose build bokeh gateway failed (are PYTHON_IMAGE and NODE_IMAGE set where nothing can be pulled?):\n${stderr ?? ''}`, {
-        cause: err,
-      });
-    },
-  );
+  await run('docker', ['compose', 'build', 'bokeh', 'gateway'], { cwd: REPO_ROOT, maxBuffer: 64 * 1024 * 1024, timeout: 900_000 }).catch((err: unknown) => {
+    const { stderr } = err as { stderr?: string };
+    throw new Error(`docker compose build bokeh gateway failed (are PYTHON_IMAGE and NODE_IMAGE set where nothing can be pulled?):\n${stderr ?? ''}`, {
+      cause: err,
+    });
+  });
 }

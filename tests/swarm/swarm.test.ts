@@ -9,6 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BokehClient, tokenFromAutoload } from '../../client/bokeh-client.js';
+import { loadPagesUntil } from '../support/clusters.js';
 import { buildImages, eventually, openAppPage, PREFIX } from '../support/stack.js';
 import {
   bokehTasks,
@@ -54,27 +55,6 @@ async function readyGateways(replicas = 3): Promise<SwarmNode[]> {
     }),
   );
   return ready.filter((node): node is SwarmNode => node !== undefined);
-}
-
-/**
- * Loads pages through `gateway` one after another until `stop` resolves, closing each session
- * after its round trip; returns how many loads succeeded and the errors of those that failed.
- */
-async function loadPagesUntil(gateway: string, stop: Promise<unknown>): Promise<{ ok: number; failed: string[] }> {
-  let done = false;
-  void stop.finally(() => (done = true));
-  const result = { ok: 0, failed: [] as string[] };
-  while (!done) {
-    try {
-      const client = await pageLoad(gateway);
-      result.ok += 1;
-      await client.close();
-    } catch (err) {
-      result.failed.push(String(err));
-    }
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-  return result;
 }
 
 /** `promise`'s value, or undefined if it takes longer than `ms`. */
@@ -165,7 +145,7 @@ test('a rolling update of the Bokeh image fails no page load, and sessions on st
     240_000,
     'the rolling update to complete',
   );
-  const loads = await loadPagesUntil(gateway!.gateway, finished);
+  const loads = await loadPagesUntil(() => pageLoad(gateway!.gateway), finished);
   await finished;
 
   expect(loads.failed).toEqual([]);
@@ -194,7 +174,7 @@ test('draining a node moves its tasks, and page loads keep succeeding', async ()
     180_000,
     `the tasks on ${drained.hostname} to move`,
   );
-  const loads = await loadPagesUntil(gateway.gateway, moved);
+  const loads = await loadPagesUntil(() => pageLoad(gateway.gateway), moved);
   await moved;
   await docker(manager, ['node', 'update', '--availability', 'active', drained.hostname]);
 

@@ -3,9 +3,9 @@
  * published gateway port on each node, and the Bokeh tasks with the sessions Bokeh counted in
  * each (`<prefix>/_replica`, read through `docker exec` on the task's own node).
  */
-import { execFile, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
+import { clusterScript, readEnvFile } from '../support/clusters.js';
 import { PREFIX, REPO_ROOT } from '../support/stack.js';
 
 const execFileAsync = promisify(execFile);
@@ -16,13 +16,7 @@ export const STACK_FILE = 'deploy/swarm/stack.yml';
 const STATE_DIR = process.env.SWARM_STATE_DIR || `/tmp/${process.env.SWARM_NAME || 'stack-swarm'}`;
 
 /** Runs .ci/lib/swarm.sh with a subcommand (images, up, push, down), its log on the console. */
-export function swarmScript(command: 'up' | 'push' | 'down'): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('bash', ['.ci/lib/swarm.sh', command], { cwd: REPO_ROOT, stdio: ['ignore', 'inherit', 'inherit'] });
-    child.on('error', reject);
-    child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`bash .ci/lib/swarm.sh ${command} exited with ${code}`))));
-  });
-}
+export const swarmScript = (command: 'up' | 'push' | 'down'): Promise<void> => clusterScript('swarm.sh', command);
 
 export interface SwarmNode {
   /** 1, 2, 3: node1 is the manager. */
@@ -46,12 +40,7 @@ export interface Swarm {
 
 /** Reads what `swarm.sh up` wrote to its state folder. */
 export function readSwarm(): Swarm {
-  const env = Object.fromEntries(
-    readFileSync(`${STATE_DIR}/env`, 'utf8')
-      .split('\n')
-      .filter((line) => line.includes('='))
-      .map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)] as const),
-  );
+  const env = readEnvFile(`${STATE_DIR}/env`);
   const nodes = Array.from({ length: Number(env.SWARM_NODES) }, (_, i) => ({
     index: i + 1,
     container: env[`SWARM_NODE${i + 1}`]!,
