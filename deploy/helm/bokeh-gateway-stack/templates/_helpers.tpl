@@ -12,9 +12,14 @@
 
 {{/* Labels every object carries; `helm uninstall` and the tests find the release's objects by them. */}}
 {{- define "bgs.labels" -}}
-helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 app.kubernetes.io/name: {{ .Chart.Name }}
 app.kubernetes.io/instance: {{ .Release.Name }}
+{{ include "bgs.versionLabels" . }}
+{{- end -}}
+
+{{/* The labels that change with the chart and image versions (never in a selector). */}}
+{{- define "bgs.versionLabels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
