@@ -16,9 +16,6 @@ import {
   column,
   connectionState,
   drawnPixels,
-  launchChromium,
-  loadPage,
-  missingBrowser,
   modelsPresent,
   modelValue,
   openApp,
@@ -28,6 +25,7 @@ import {
   waitForColumn,
   type AppPage,
 } from '../support/browser.js';
+import { launchChromium, loadPage, missingBrowser } from '../../client/browser.js';
 import { eventually, request, useStack } from '../support/stack.js';
 
 const noBrowser = missingBrowser();
