@@ -6,7 +6,7 @@
  * visit in the same context). The bytes are what Chromium counted on the wire for every HTTP
  * request of the load; the WebSocket is left out.
  */
-import type { Browser, CDPSession, Page } from 'playwright-core';
+import type { Browser, BrowserContext, CDPSession, Page } from 'playwright-core';
 import { launchChromium, loadPage } from '../client/browser.js';
 import type { MetricSpec, Recorder } from './report.js';
 import { appPageUrl } from './session.js';
@@ -119,7 +119,7 @@ const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
  * Opens `url` in a new tab of `context` on `profile`'s network and measures it. Emulation is
  * switched on through a CDP session of the tab before it navigates, so it covers the page itself.
  */
-async function measureLoad(context: Parameters<typeof loadPage>[0], url: string, profile: NetworkProfile): Promise<{ load: Load; page: Page }> {
+async function measureLoad(context: BrowserContext, url: string, profile: NetworkProfile): Promise<{ load: Load; page: Page }> {
   let log: RequestLog | undefined;
   let firstRenderMs = 0;
   const { page, problems } = await loadPage(
