@@ -5,7 +5,7 @@
  * 3 Bokeh replicas behind the gateway and behind Bokeh's own recipe, NGINX `least_conn` (method
  * and latest results: bench/README.md).
  *
- *   npm run bench                 full run (about 10 minutes on 2 cores), results in bench/results/
+ *   npm run bench                 full run (about 16 minutes on 2 cores, 6 of them the browser loads), results in bench/results/
  *                                 and bench/README.md
  *   npm run bench -- --smoke      seconds, tiny counts: proves every path and the output work
  *
