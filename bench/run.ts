@@ -1,21 +1,24 @@
 /**
  * The gateway's cost, measured side by side with direct Bokeh, NGINX -> Bokeh, NGINX -> gateway
- * and stock Bokeh, all in one stack and one run; then, in a second stack, 1, 2 and 3 Bokeh
- * replicas behind the gateway and behind Bokeh's own recipe, NGINX `least_conn` (method and
- * latest results: bench/README.md).
+ * and stock Bokeh, all in one stack and one run, with the first load of an app page in Chromium
+ * on emulated networks through those paths and the PaaS image; then, in a second stack, 1, 2 and
+ * 3 Bokeh replicas behind the gateway and behind Bokeh's own recipe, NGINX `least_conn` (method
+ * and latest results: bench/README.md).
  *
- *   npm run bench                 full run (about 10 minutes on 2 cores), results in bench/results/
+ *   npm run bench                 full run (about 16 minutes on 2 cores, 6 of them the browser loads), results in bench/results/
  *                                 and bench/README.md
  *   npm run bench -- --smoke      seconds, tiny counts: proves every path and the output work
  *
  * Options: --reps N, --out DIR, --no-build (use the images already built for IMAGE_TAG),
  * --readme FILE (where a full run writes its page; default bench/README.md), --no-readme,
  * --from FILE (measure nothing: write the page again from a full run's saved JSON, e.g. after
- * an edit of bench/README.template.md).
+ * an edit of bench/README.template.md), --only first-load (the browser loads and nothing else;
+ * never writes the page), --first-loads N (cold and warm loads per path and network).
  */
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { measureFirstLoads, type FirstLoadSettings } from './first-load.js';
 import { measureFloods } from './flood.js';
 import { capacity, http, interactions, push, roundTrips } from './measure.js';
 import { markdown, readme, Recorder, targets, type MetricSpec, type Results } from './report.js';
@@ -24,6 +27,7 @@ import { autoloadUrl, get } from './session.js';
 import {
   buildImages,
   describeMachine,
+  DISPLAY_ORDER,
   PATH_ORDER,
   REPLICA_PATHS,
   REPO_ROOT,
@@ -62,6 +66,8 @@ interface Settings {
   /** Concurrent `cpu` sessions, each making interactions back to back for `cpuSeconds`. */
   cpuSessions: number;
   cpuSeconds: number;
+  /** Page loads in Chromium on emulated networks (first-load.ts), after the repetitions. */
+  firstLoad: FirstLoadSettings;
 }
 
 const FULL: Settings = {
@@ -85,6 +91,7 @@ const FULL: Settings = {
   // again, as a user does.
   cpuSessions: 12,
   cpuSeconds: 5,
+  firstLoad: { loads: 5, profiles: ['fast', 'slow'] },
 };
 
 const SMOKE: Settings = {
@@ -105,6 +112,8 @@ const SMOKE: Settings = {
   replicas: [1, 2, 3],
   cpuSessions: 3,
   cpuSeconds: 1,
+  // The fast network only: a cold load on the slow one takes 7-20 s per path.
+  firstLoad: { loads: 1, profiles: ['fast'] },
 };
 
 /** Paths that the HTTP test skips: stock Bokeh serves HTTP exactly as direct Bokeh does. */
@@ -117,7 +126,7 @@ function log(line: string): void {
 
 async function waitForPaths(stack: BenchStack): Promise<void> {
   const deadline = Date.now() + 60_000;
-  for (const id of PATH_ORDER) {
+  for (const id of DISPLAY_ORDER) {
     const path = stack.paths[id];
     for (;;) {
       const status = await get(autoloadUrl(path, 'ping')).then(
@@ -344,8 +353,12 @@ async function main(): Promise<void> {
       readme: { type: 'string', default: resolve(REPO_ROOT, 'bench/README.md') },
       'no-readme': { type: 'boolean', default: false },
       from: { type: 'string' },
+      only: { type: 'string' },
+      'first-loads': { type: 'string' },
     },
   });
+  if (values.only !== undefined && values.only !== 'first-load') throw new Error(`--only takes "first-load" (got "${values.only}")`);
+  const firstLoadOnly = values.only === 'first-load';
   if (values.from !== undefined) {
     const saved = JSON.parse(await readFile(values.from, 'utf8')) as Results;
     if (saved.format !== 'bokeh-gateway-bench/1' || saved.mode !== 'full') throw new Error(`${values.from} holds no full bench run's results`);
@@ -358,6 +371,11 @@ async function main(): Promise<void> {
     if (!Number.isInteger(reps) || reps < 1) throw new Error(`--reps must be a whole number of at least 1 (got "${values.reps}")`);
     settings.reps = reps;
   }
+  if (values['first-loads'] !== undefined) {
+    const loads = Number(values['first-loads']);
+    if (!Number.isInteger(loads) || loads < 1) throw new Error(`--first-loads must be a whole number of at least 1 (got "${values['first-loads']}")`);
+    settings.firstLoad = { ...settings.firstLoad, loads };
+  }
   const startedAt = new Date().toISOString();
   const machine = await describeMachine();
   if (!values['no-build']) {
@@ -369,6 +387,10 @@ async function main(): Promise<void> {
   const stack = await startBenchStack(log);
   await withStack(stack, failures, async () => {
     await waitForPaths(stack);
+    if (firstLoadOnly) {
+      await measureFirstLoads(stack.paths, settings.firstLoad, recorder, failures, log);
+      return;
+    }
     const staticJs = await staticJsPath(stack);
     for (let rep = 1; rep <= settings.reps; rep += 1) {
       log(`repetition ${rep} of ${settings.reps}`);
@@ -396,6 +418,9 @@ async function main(): Promise<void> {
         failures.push(`Gateway: capacity: ${(err as Error).message}`);
       }
     }
+    const firstLoadStarted = Date.now();
+    await measureFirstLoads(stack.paths, settings.firstLoad, recorder, failures, log);
+    log(`first loads in Chromium took ${((Date.now() - firstLoadStarted) / 1000).toFixed(0)} s`);
     // Last: with the limits off, the flood leaves Bokeh holding its sessions.
     await measureFloods(stack, settings.floodSeconds, settings.floodConcurrency, recorder, failures, log);
   });
@@ -404,7 +429,7 @@ async function main(): Promise<void> {
   // of the direct path, and the paths above all measure one Bokeh.
   let replicaStack: ReplicaStack | undefined;
   try {
-    replicaStack = await startReplicaStack(log);
+    if (!firstLoadOnly) replicaStack = await startReplicaStack(log);
   } catch (err) {
     failures.push(`Replicas: the replica stack did not start: ${(err as Error).message}`);
   }
@@ -425,24 +450,26 @@ async function main(): Promise<void> {
     startedAt,
     durationSeconds: (Date.now() - started) / 1000,
     machine,
-    settings: { ...settings },
-    paths: PATH_ORDER.map((id) => ({ id, label: stack.paths[id].label })),
+    settings: { ...settings, ...(firstLoadOnly ? { only: 'first-load' } : {}) },
+    paths: DISPLAY_ORDER.map((id) => ({ id, label: stack.paths[id].label })),
     metrics,
     targets: targets(metrics),
     failures,
   };
   await mkdir(values.out, { recursive: true });
   const stamp = startedAt.replace(/[:.]/g, '-');
+  // A partial run never takes the place of a complete one's files.
+  const kind = `${results.mode}${firstLoadOnly ? '-first-load' : ''}`;
   const json = `${JSON.stringify(results, null, 2)}\n`;
   const md = markdown(results);
-  for (const name of [`bench-${results.mode}-${stamp}`, `latest-${results.mode}`]) {
+  for (const name of [`bench-${kind}-${stamp}`, `latest-${kind}`]) {
     await writeFile(resolve(values.out, `${name}.json`), json);
     await writeFile(resolve(values.out, `${name}.md`), md);
   }
   // Only a full run speaks for the gateway's performance; a smoke run's figures mean nothing.
-  if (results.mode === 'full' && !values['no-readme']) await writeReadme(values.readme, results);
+  if (results.mode === 'full' && !firstLoadOnly && !values['no-readme']) await writeReadme(values.readme, results);
   process.stdout.write(md);
-  log(`results in ${values.out}/latest-${results.mode}.{json,md}${failures.length ? `; ${failures.length} failures` : ''}`);
+  log(`results in ${values.out}/latest-${kind}.{json,md}${failures.length ? `; ${failures.length} failures` : ''}`);
   if (failures.length) process.exitCode = 1;
 }
 

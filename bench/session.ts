@@ -40,6 +40,14 @@ export function autoloadUrl(path: BenchPath, app: string): string {
   return path.viaGateway ? url : `${url}&bokeh-session-id=${generateSessionId(path.secretKey)}`;
 }
 
+/**
+ * The page a browser opens to see `app` on this path: the gateway's page for it, or Bokeh's own
+ * app page with a fresh signed session id where Bokeh is reached without the gateway.
+ */
+export function appPageUrl(path: BenchPath, app: string): string {
+  return path.viaGateway ? `${path.origin}/apps/${app}` : `${path.origin}${PREFIX}/${app}?bokeh-session-id=${generateSessionId(path.secretKey)}`;
+}
+
 /** A session token for `app` on `path`. */
 export async function sessionToken(path: BenchPath, app: string): Promise<string> {
   const reply = await get(autoloadUrl(path, app));

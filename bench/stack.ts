@@ -2,7 +2,8 @@
  * The stacks as the bench runs them, each its own compose project with every published port on
  * 127.0.0.1 and picked free at start, and a Bokeh secret key made for the run:
  * - the paths stack: docker-compose.yml plus bench/compose.bench.yml with the nginx profile,
- *   one Bokeh behind every path in the table of paths below;
+ *   one Bokeh behind every path in the table of paths below, and the PaaS image (paas/) beside
+ *   them with its own Bokeh inside;
  * - the replica stack: the same plus bench/compose.replicas.yml, Bokeh scaled to 1, 2 or 3
  *   replicas behind the gateway and behind NGINX's `least_conn`.
  */
@@ -25,7 +26,7 @@ const REPLICA_STATUS_URL = `http://127.0.0.1:5006${PREFIX}/_replica`;
 
 const run = promisify(execFile);
 
-export type PathId = 'direct' | 'gateway' | 'nginxGateway' | 'nginxBokeh' | 'stock';
+export type PathId = 'direct' | 'gateway' | 'nginxGateway' | 'nginxBokeh' | 'stock' | 'paas';
 
 export interface BenchPath {
   id: PathId;
@@ -41,14 +42,23 @@ export interface BenchPath {
   secretKey: Buffer;
 }
 
-/** Display order; the first is the baseline every ratio is taken against, with nginxBokeh. */
+/**
+ * The paths to the stack's one Bokeh, which every measurement of the paths stack takes, in
+ * display order; the first is the baseline every ratio is taken against, with nginxBokeh.
+ */
 export const PATH_ORDER: PathId[] = ['direct', 'gateway', 'nginxGateway', 'nginxBokeh', 'stock'];
+/**
+ * Every path in the tables, in display order: those above, then the PaaS image, a Bokeh and a
+ * gateway of its own in one container, which only the first-load measurement (first-load.ts) takes.
+ */
+export const DISPLAY_ORDER: PathId[] = [...PATH_ORDER, 'paas'];
 export const PATH_LABELS: Record<PathId, string> = {
   direct: 'Direct Bokeh',
   gateway: 'Gateway',
   nginxGateway: 'NGINX → gateway',
   nginxBokeh: 'NGINX → Bokeh',
   stock: 'Stock Bokeh (no-delay off)',
+  paas: 'PaaS image',
 };
 
 export interface BenchStack {
@@ -89,9 +99,15 @@ export const LIMITS_OFF: Record<string, string> = {
   MAX_SESSIONS_PER_REPLICA: '0',
 };
 
-/** Builds the images the stack uses (compose reuses its cache, so an unchanged tree is quick). */
+/** The all-in-one image (paas/Dockerfile), as tests/support/global-setup.ts builds it too. */
+const PAAS_IMAGE = `bokeh-gateway-stack/app:${process.env.IMAGE_TAG || 'local'}`;
+
+/** Builds the images the stack uses (Docker reuses its cache, so an unchanged tree is quick). */
 export async function buildImages(): Promise<void> {
   await docker(['compose', '-f', 'docker-compose.yml', '--profile', 'nginx', 'build']);
+  // Not a compose service of docker-compose.yml: built on its own, from the same base images.
+  const baseImages = ['PYTHON_IMAGE', 'NODE_IMAGE'].flatMap((name) => (process.env[name] ? ['--build-arg', `${name}=${process.env[name]}`] : []));
+  await docker(['build', '-f', 'paas/Dockerfile', '-t', PAAS_IMAGE, ...baseImages, '.']);
 }
 
 const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
@@ -169,6 +185,7 @@ async function benchEnvironment(apps: string) {
     bokeh: await port(),
     nginxBokeh: await port(),
     stock: await port(),
+    paas: await port(),
   };
   const origin = (p: number) => `http://127.0.0.1:${p}`;
   const secretKey = randomBytes(32).toString('base64url');
@@ -179,8 +196,9 @@ async function benchEnvironment(apps: string) {
     nginxGateway: { id: 'nginxGateway', label: PATH_LABELS.nginxGateway, origin: origin(ports.nginxHttp), viaGateway: true, secretKey: key },
     nginxBokeh: { id: 'nginxBokeh', label: PATH_LABELS.nginxBokeh, origin: origin(ports.nginxBokeh), viaGateway: false, secretKey: key },
     stock: { id: 'stock', label: PATH_LABELS.stock, origin: origin(ports.stock), viaGateway: false, secretKey: key },
+    paas: { id: 'paas', label: PATH_LABELS.paas, origin: origin(ports.paas), viaGateway: true, secretKey: key },
   };
-  const origins = [...PATH_ORDER.map((id) => paths[id].origin), `https://127.0.0.1:${ports.nginxHttps}`];
+  const origins = [...DISPLAY_ORDER.map((id) => paths[id].origin), `https://127.0.0.1:${ports.nginxHttps}`];
   const env: NodeJS.ProcessEnv = {
     ...process.env,
     GATEWAY_PORT: String(ports.gateway),
@@ -193,6 +211,7 @@ async function benchEnvironment(apps: string) {
     BENCH_BOKEH_PORT: String(ports.bokeh),
     BENCH_NGINX_BOKEH_PORT: String(ports.nginxBokeh),
     BENCH_STOCK_PORT: String(ports.stock),
+    BENCH_PAAS_PORT: String(ports.paas),
     PUBLIC_ORIGINS: origins.join(','),
     BOKEH_PREFIX: PREFIX,
     BOKEH_APPS: apps,

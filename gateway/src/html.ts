@@ -46,12 +46,14 @@ export interface PageParts {
   nav?: Array<[string, string, boolean]>;
   /** Same-origin script URLs, run after the body is parsed (no inline code beyond the embed scripts). */
   scripts?: string[];
+  /** Elements for the end of `<head>`, already HTML (preload hints). */
+  head?: string;
 }
 
 /** A drawn icon, so browsers do not ask for /favicon.ico and log a 404 on every page. */
 const ICON = `data:image/svg+xml,${encodeURIComponent('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect width="16" height="16" rx="3" fill="#1f6feb"/><path d="M3 12 6 7l3 3 4-6" fill="none" stroke="#fff" stroke-width="1.8"/></svg>')}`;
 
-export function page({ title, body, nav = [], scripts = [] }: PageParts): string {
+export function page({ title, body, nav = [], scripts = [], head = '' }: PageParts): string {
   const links = nav
     .map(([href, label, current]) => `<a href="${escapeHtml(href)}"${current ? ' aria-current="page"' : ''}>${escapeHtml(label)}</a>`)
     .join('\n      ');
@@ -63,7 +65,7 @@ export function page({ title, body, nav = [], scripts = [] }: PageParts): string
   <meta name="viewport" content="width=device-width, initial-scale=1">
   <title>${escapeHtml(title)}</title>
   <link rel="icon" href="${escapeHtml(ICON)}">
-  <style>${STYLE}</style>
+  <style>${STYLE}</style>${head ? `\n  ${head}` : ''}
 </head>
 <body>
   <header>

@@ -10,6 +10,7 @@ import { embedScript } from './embed.js';
 import { sendError } from './errors.js';
 import type { ClientView } from './forwarded.js';
 import { page, escapeHtml } from './html.js';
+import type { PreloadHints } from './preload.js';
 
 /** "my_app-2" -> "My app 2": a readable default title for an app folder name. */
 export function appTitle(name: string): string {
@@ -51,7 +52,7 @@ function camel(name: string): string {
   return /^[0-9]/.test(joined) ? `app${joined}` : joined;
 }
 
-export function pagesRouter(config: Config, view: (req: Request) => ClientView): Router {
+export function pagesRouter(config: Config, view: (req: Request) => ClientView, hints: PreloadHints): Router {
   const router = Router();
   const nav = (current?: string): Array<[string, string, boolean]> => config.apps.map((app) => [`/apps/${app}`, appTitle(app), app === current]);
 
@@ -93,6 +94,7 @@ ${appList()}`,
         title: `${title} · Bokeh apps`,
         nav: nav(app),
         scripts: [CONNECTION_STATUS_PATH],
+        head: hints.links(app),
         body: `<section class="app" data-bokeh-app="${escapeHtml(app)}" aria-labelledby="app-title">
 <div class="app-head">
 <h1 id="app-title">${escapeHtml(title)}</h1>

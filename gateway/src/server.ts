@@ -20,6 +20,7 @@ import { clientLimits } from './limits.js';
 import { createMetrics, noMetrics, startMetricsServer, type Metrics } from './metrics.js';
 import { hostApp } from './host-app.js';
 import { pagesRouter } from './pages.js';
+import { PreloadHints } from './preload.js';
 import { httpProxy } from './proxy.js';
 import { sessionProxy } from './session-proxy.js';
 import { staticCache } from './static-cache.js';
@@ -113,9 +114,11 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
     const compress = compressOnTheFly(config);
     app.use((req: Request, res: Response, next: NextFunction) => (hostAppProxy?.owns(req) === true ? next() : compress(req, res, next)));
   }
-  app.use(sessionProxy(config, upstreams, view, log, metrics));
+  // What autoload.js answers name, the app pages name again, earlier (preload.ts).
+  const hints = new PreloadHints(config.bokehPrefix);
+  app.use(sessionProxy(config, upstreams, view, log, metrics, hints));
   app.use(httpProxy(config, upstreams, view, log, metrics));
-  if (hostAppProxy === undefined) app.use(pagesRouter(config, view));
+  if (hostAppProxy === undefined) app.use(pagesRouter(config, view, hints));
   else app.use(hostAppProxy.http);
   app.use((req: Request, res: Response) => {
     sendError(req, res, { status: 404, code: 'NOT_FOUND', message: `Nothing here. Apps are at /apps/<name> and Bokeh itself under ${config.bokehPrefix}/.` });

@@ -17,6 +17,7 @@ import type { Config } from './config.js';
 import type { Metrics } from './metrics.js';
 import { sendError, upstreamError, type GatewayError } from './errors.js';
 import { forwardedHeaders, type ClientView } from './forwarded.js';
+import type { PreloadHints } from './preload.js';
 import { atCapacity } from './sessions.js';
 import { failureOf, MAX_REPLICA_ATTEMPTS, refusedForDrain, type ReplicaFailure, type Upstream, type Upstreams } from './upstream.js';
 
@@ -35,7 +36,14 @@ const HOP_BY_HOP = new Set([
 
 type Outcome = { sent: true } | ({ sent: false; error: GatewayError } & ReplicaFailure);
 
-export function sessionProxy(config: Config, upstreams: Upstreams, view: (req: IncomingMessage) => ClientView, log: Logger, metrics: Metrics) {
+export function sessionProxy(
+  config: Config,
+  upstreams: Upstreams,
+  view: (req: IncomingMessage) => ClientView,
+  log: Logger,
+  metrics: Metrics,
+  hints: PreloadHints,
+) {
   /** One try: the answer goes to the browser, or says why another replica should be asked. */
   const send = (req: Request, res: Response, upstream: Upstream, path: string): Promise<Outcome> =>
     new Promise((resolve) => {
@@ -78,6 +86,8 @@ export function sessionProxy(config: Config, upstreams: Upstreams, view: (req: I
         if (answer.statusCode === 200) metrics.sessionStarted(res.locals.bokehRoute?.app ?? 'unknown', upstream.origin);
         answer.on('error', () => res.destroy());
         answer.on('aborted', () => res.destroy());
+        const route = res.locals.bokehRoute;
+        if (route?.kind === 'autoload') hints.watch(route.app, answer);
         answer.pipe(res);
         resolve({ sent: true });
       });

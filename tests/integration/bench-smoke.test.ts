@@ -1,15 +1,16 @@
 /**
  * The bench harness in its smoke mode (seconds, tiny counts), so it cannot rot: every path it
- * compares must carry real sessions, pushes and HTTP requests, and its JSON and Markdown must
- * be complete. Timings are never asserted here; they belong to `npm run bench`.
+ * compares must carry real sessions, pushes, HTTP requests and page loads in Chromium, and its
+ * JSON and Markdown must be complete. Timings are never asserted here; they belong to `npm run bench`.
  */
 import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { FIRST_LOAD_PATHS, firstLoadMetric } from '../../bench/first-load.js';
 import type { Results } from '../../bench/report.js';
-import { PATH_LABELS, PATH_ORDER } from '../../bench/stack.js';
+import { DISPLAY_ORDER, PATH_LABELS, PATH_ORDER } from '../../bench/stack.js';
 import { REPO_ROOT } from '../support/stack.js';
 
 const run = promisify(execFile);
@@ -46,7 +47,7 @@ describe('bench harness, smoke mode', () => {
     expect(results.format).toBe('bokeh-gateway-bench/1');
     expect(results.mode).toBe('smoke');
     expect(results.failures).toEqual([]);
-    expect(results.paths.map((p) => p.id)).toEqual(PATH_ORDER);
+    expect(results.paths.map((p) => p.id)).toEqual(DISPLAY_ORDER);
     // WebSocket round trips and server push ran on all five paths, HTTP on all but stock Bokeh.
     for (const id of ['rt.c1.p50', 'rt.c3.p99', 'push.small.n1', 'push.small.n2', 'push.large.n1']) {
       expect(Object.keys(metric(id).values).sort()).toEqual([...PATH_ORDER].sort());
@@ -77,6 +78,20 @@ describe('bench harness, smoke mode', () => {
     expect(names.filter((name) => /replica/.test(name))).toHaveLength(3);
     const sessions = results.targets.find((t) => t.name.startsWith('Bokeh sessions per page load through the gateway'));
     expect(sessions).toMatchObject({ measured: 1, comparison: '=', limit: 1, met: true });
+  });
+
+  test('Chromium loaded the app on every first-load path, cold and warm, and the warm load came from its cache', () => {
+    for (const cache of ['cold', 'warm'] as const)
+      for (const what of ['ms', 'kb'] as const) {
+        const id = firstLoadMetric('fast', cache, what);
+        expect({ id, paths: Object.keys(metric(id).values).sort() }).toEqual({ id, paths: [...FIRST_LOAD_PATHS].sort() });
+      }
+    // Bytes, not a timing: BokehJS (over 1 MB even compressed) comes from the cache the second time.
+    for (const id of FIRST_LOAD_PATHS) {
+      const cold = metric(firstLoadMetric('fast', 'cold', 'kb')).values[id]!.median;
+      const warm = metric(firstLoadMetric('fast', 'warm', 'kb')).values[id]!.median;
+      expect({ id, cold: cold > 1000, warmUnder: warm < cold / 10 }).toEqual({ id, cold: true, warmUnder: true });
+    }
   });
 
   test('ratios are taken against direct Bokeh and NGINX -> Bokeh', () => {

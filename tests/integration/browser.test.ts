@@ -16,9 +16,6 @@ import {
   column,
   connectionState,
   drawnPixels,
-  launchChromium,
-  loadPage,
-  missingBrowser,
   modelsPresent,
   modelValue,
   openApp,
@@ -28,6 +25,7 @@ import {
   waitForColumn,
   type AppPage,
 } from '../support/browser.js';
+import { launchChromium, loadPage, missingBrowser } from '../../client/browser.js';
 import { eventually, request, useStack } from '../support/stack.js';
 
 const noBrowser = missingBrowser();
@@ -202,6 +200,33 @@ describeInBrowser('bare-dev in a browser: browser -> gateway -> bokeh', () => {
   const stack = useStack({ extraOrigins: [`http://127.0.0.1:${SITE_PORT}`] });
 
   appPagesIn('bare-dev', () => stack().url, context);
+
+  test(
+    'an app page preloads the BokehJS files its autoload.js then loads, and a cold load fetches each of them once',
+    async () => {
+      // The gateway learns the files from the app's autoload.js answers: one page load teaches it.
+      await openApp(context(), `${stack().url}/apps/sliders`);
+      const cold = await context().browser()!.newContext({ viewport: VIEWPORT });
+      try {
+        const fetched: string[] = [];
+        cold.on('request', (request) => {
+          if (request.url().includes('/static/js/')) fetched.push(request.url());
+        });
+        const { page, problems } = await openApp(cold, `${stack().url}/apps/sliders`);
+        const preloaded = await page.evaluate(() =>
+          Array.from(document.querySelectorAll<HTMLLinkElement>('head link[rel="preload"][as="script"]')).map((link) => link.href),
+        );
+        expect(preloaded.length).toBeGreaterThanOrEqual(3);
+        for (const url of preloaded) expect(url).toMatch(/\/bokeh\/static\/js\/bokeh[\w.-]*\.js\?v=[0-9a-f]+$/);
+        // Every file autoload.js had the page load was preloaded, and none went over the network twice.
+        expect([...fetched].sort()).toEqual([...preloaded].sort());
+        expect(problems).toEqual([]);
+      } finally {
+        await cold.close();
+      }
+    },
+    TIMEOUT_MS,
+  );
 
   test('after Bokeh restarts the page says "Connection lost" with a Reload button, and a reload brings a working session', async () => {
     const sliders = await openApp(context(), `${stack().url}/apps/sliders`);

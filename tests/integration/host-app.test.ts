@@ -11,7 +11,8 @@ import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { BokehClient, bokehJsUrls, modelNamed, tokenFromAutoload, tokenPayload } from '../../client/bokeh-client.js';
-import { column, launchChromium, loadPage, missingBrowser, modelsPresent, modelValue, screenshot, waitForColumn } from '../support/browser.js';
+import { launchChromium, loadPage, missingBrowser } from '../../client/browser.js';
+import { column, modelsPresent, modelValue, screenshot, waitForColumn } from '../support/browser.js';
 import { COMPOSE_FILE, eventually, PREFIX, request, run, useStack, type Reply, type Stack } from '../support/stack.js';
 
 const FLASK_COMPOSE_FILE = 'compose.flask.yml';

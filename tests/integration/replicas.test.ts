@@ -7,7 +7,8 @@
  * for an id it does not know.
  */
 import type { BrowserContext } from 'playwright-core';
-import { launchChromium, missingBrowser, openApp, sliderRoundTrip } from '../support/browser.js';
+import { launchChromium, missingBrowser } from '../../client/browser.js';
+import { openApp, sliderRoundTrip } from '../support/browser.js';
 import {
   createdBetween,
   killReplica,
