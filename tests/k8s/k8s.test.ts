@@ -16,7 +16,7 @@ const RELEASE = 'dashboards';
 /** The chart names objects <release>-<chart>-<component>. */
 const NAME = `${RELEASE}-bokeh-gateway-stack`;
 /** The gateway Service's node port, fixed so that it can be a public origin before install. */
-const NODE_PORT = 30080;
+const NODE_PORT = 30180;
 /** The chart's default drain. */
 const DRAIN_TIMEOUT_S = 20;
 const BOKEH_PODS = 3;
