@@ -578,7 +578,10 @@ k8s_down() {
   # The kubelet first, or it restarts the containers that are being stopped.
   k8s_stop kube-proxy kubelet
   k8s_remove_containers
-  k8s_stop kube-scheduler kube-controller-manager kube-apiserver etcd containerd
+  # Each after the ones that talk to it, so that none waits on a peer that is already gone.
+  k8s_stop kube-scheduler kube-controller-manager
+  k8s_stop kube-apiserver
+  k8s_stop etcd containerd
   k8s_kill_leftovers
   k8s_unmount
   k8s_remove_netns
@@ -625,7 +628,7 @@ k8s_kill_leftovers() {
   local sock pids=() p
   sock=$(k8s_socket)
   for p in /proc/[0-9]*; do
-    tr '\0' '\n' <"$p/cmdline" 2>/dev/null | grep -Fxq -- "$sock" && pids+=("${p#/proc/}")
+    tr '\0' '\n' 2>/dev/null <"$p/cmdline" | grep -Fxq -- "$sock" && pids+=("${p#/proc/}")
   done
   local d
   for d in /sys/fs/cgroup/*/kubepods; do
@@ -643,7 +646,7 @@ k8s_unmount() {
   local before=$K8S_STATE_DIR/host/mounts m
   [[ -f $before ]] || return 0
   cut -d' ' -f5 /proc/self/mountinfo | LC_ALL=C sort | LC_ALL=C comm -13 "$before" - |
-    grep -E "^($K8S_STATE_DIR|/var/lib/kubelet|/run/netns|/var/run/netns)(/|$)" | sort -r |
+    { grep -E "^($K8S_STATE_DIR|/var/lib/kubelet|/run/netns|/var/run/netns)(/|$)" || true; } | sort -r |
     while read -r m; do
       m=$(printf '%b' "${m//\\/\\0}") # mountinfo writes spaces as \040
       umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || log "warning: could not unmount $m"
@@ -673,11 +676,10 @@ k8s_restore_iptables() {
   for table in filter nat mangle raw; do
     "$cmd-save" -t "$table" >"$plan.now" 2>/dev/null || continue
     local chains rules
-    chains=$(grep -E '^:(KUBE|CNI)-' "$plan.now" | cut -d' ' -f1 | cut -c2- | LC_ALL=C sort |
-      LC_ALL=C comm -23 - <(grep -E '^:(KUBE|CNI)-' "$before" | cut -d' ' -f1 | cut -c2- | LC_ALL=C sort -u))
+    chains=$(k8s_chains "$plan.now" | LC_ALL=C comm -23 - <(k8s_chains "$before"))
     [[ -n $chains ]] || continue
     rules=$(grep -E -- '-j (KUBE|CNI)-' "$plan.now" | grep -vE '^-A (KUBE|CNI)-' |
-      grep -Fxv -f <(grep '^-A ' "$before"; echo '-A never-a-rule') | sed 's/^-A /-D /')
+      grep -Fxv -f <(grep '^-A ' "$before"; echo '-A never-a-rule') | sed 's/^-A /-D /' || true)
     {
       printf '*%s\n' "$table"
       [[ -z $rules ]] || printf '%s\n' "$rules"
@@ -690,6 +692,9 @@ k8s_restore_iptables() {
   [[ -s $plan ]] || return 0
   "$cmd-restore" --noflush <"$plan" || log "warning: $cmd-restore could not remove every cluster rule (plan: $plan)"
 }
+
+# k8s_chains FILE: the KUBE-* and CNI-* chains that an iptables-save output declares, sorted.
+k8s_chains() { { grep -E '^:(KUBE|CNI)-' "$1" || true; } | cut -d' ' -f1 | cut -c2- | LC_ALL=C sort -u; }
 
 k8s_restore_sysctls() {
   local before=$K8S_STATE_DIR/host/sysctl key was now
