@@ -6,17 +6,23 @@
 # to what it was before k8s_up (processes, mounts, network namespaces, iptables, sysctls).
 #
 # As a library (.ci/run): k8s_build, k8s_down. As a command (the Kubernetes tests' global setup):
-#   bash .ci/lib/k8s.sh build|schemas|up|load IMAGE...|down|env
+#   bash .ci/lib/k8s.sh build|schemas|paths|up|load IMAGE...|down|env
+# schemas prints the schema folder; paths prints K8S_BIN and K8S_SCHEMAS (KEY=value lines) for
+# helm and kubeconform without a cluster; env prints the running cluster's $K8S_STATE_DIR/env.
 #
 # Reads: CI_DIR (.ci/run, or set below when run as a command); K8S_CACHE_DIR (default
-#        /var/cache/bokeh-gateway-stack/k8s/<key>, the key made from every version below and the
-#        recipes in .ci/k8s), K8S_GO_DIR (default /var/tmp/bokeh-gateway-stack-go: GOPATH, module
-#        cache and build cache of the build, all deleted after a successful build: only the
-#        binaries, images and schemas stay), K8S_STATE_DIR
-#        (default /tmp/stack-k8s), K8S_POD_CIDR (default 10.244.0.0/16), K8S_SERVICE_CIDR
-#        (default 10.96.0.0/16), K8S_UP_TIMEOUT (default 180 s)
-# Sets:  K8S_BIN, K8S_SCHEMAS, K8S_IMAGES (k8s_paths); writes $K8S_STATE_DIR/env (k8s_up), which
-#        the tests read: KUBECONFIG, K8S_BIN, K8S_TRAEFIK_NODEPORT, K8S_SCHEMAS, K8S_CONTAINERD_SOCKET
+#        /var/cache/bokeh-gateway-stack/k8s/<version>-<key>, the key made from every version
+#        below and the recipes in .ci/k8s); K8S_GO_DIR (default /var/tmp/bokeh-gateway-stack-go:
+#        GOPATH, module cache and build cache of a build, about 8 GiB at the peak, all deleted
+#        after a successful build, so that only the binaries, images and schemas stay: a new
+#        version rebuilds everything anyway, and its modules download in under a minute);
+#        K8S_STATE_DIR (default /tmp/stack-k8s); K8S_POD_CIDR (default 10.244.0.0/16) and
+#        K8S_SERVICE_CIDR (default 10.96.0.0/16), both /16s clear of Docker's bridges and the
+#        swarm's pools; K8S_UP_TIMEOUT (default 180 s per wait)
+# Sets:  K8S_BIN, K8S_IMAGES, K8S_SCHEMAS (k8s_paths), K8S_GO (k8s_ensure_go), K8S_NODE; writes
+#        $K8S_STATE_DIR/env (k8s_up), KEY=value lines the tests read: KUBECONFIG, K8S_BIN
+#        (kubectl, helm, kubeconform), K8S_NODE, K8S_TRAEFIK_NODEPORT (on 127.0.0.1),
+#        K8S_INGRESS_CLASS, K8S_SCHEMAS, K8S_CONTAINERD_SOCKET, K8S_API
 # Uses:  log, die, apt_install (common.sh)
 
 # Every version the cluster is built from, in one place.
@@ -35,6 +41,8 @@ OPENAPI2JSONSCHEMA_VERSION=0.9.1
 OPENAPI2JSONSCHEMA_DEPS=(PyYAML==6.0.3 click==7.1.2 colorama==0.4.6 jsonref==0.2)
 # The Go toolchain, fetched from the module proxy (golang.org/toolchain) when the host has none.
 K8S_GO_VERSION=1.26.8
+# Part of the cache key with the versions: raise it when the build commands below change.
+K8S_BUILD_REVISION=2
 
 K8S_GO_DIR=${K8S_GO_DIR:-/var/tmp/bokeh-gateway-stack-go}
 K8S_STATE_DIR=${K8S_STATE_DIR:-/tmp/stack-k8s}
@@ -47,7 +55,7 @@ K8S_COMMANDS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube
 k8s_cache_key() {
   {
     printf '%s\n' "$K8S_VERSION" "$K8S_STAGING_VERSION" "$ETCD_VERSION" "$HELM_MODULE" "$HELM_VERSION" \
-      "$KUBECONFORM_VERSION" "$COREDNS_VERSION" "$TRAEFIK_VERSION" "$K8S_GO_VERSION"
+      "$KUBECONFORM_VERSION" "$COREDNS_VERSION" "$TRAEFIK_VERSION" "$K8S_GO_VERSION" "$K8S_BUILD_REVISION"
     (cd "$CI_DIR/k8s" && find wrapper pause -type f | LC_ALL=C sort | xargs sha256sum)
   } | sha256sum | cut -c1-12
 }
@@ -131,7 +139,7 @@ k8s_build_binaries() {
   k8s_timed helm k8s_go_install_to "$K8S_BIN" \
     -ldflags "-s -w -X $HELM_MODULE/internal/version.version=$HELM_VERSION -X $HELM_MODULE/internal/version.gitTreeState=clean" \
     "$HELM_MODULE/cmd/helm@$HELM_VERSION"
-  k8s_timed kubeconform k8s_go_install_to "$K8S_BIN" -ldflags "-s -w" \
+  k8s_timed kubeconform k8s_go_install_to "$K8S_BIN" -ldflags "-s -w -X main.version=$KUBECONFORM_VERSION" \
     "github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM_VERSION"
   k8s_timed coredns k8s_go_install_to "$K8S_CACHE_DIR/image-bin" -ldflags "-s -w" \
     "github.com/coredns/coredns@$COREDNS_VERSION"
@@ -263,7 +271,19 @@ k8s_blob() {
 # ---------------------------------------------------------------------------------------------
 # up
 
-K8S_NODE=$(hostname)
+# The node's name, which the API server dials to reach the kubelet on 127.0.0.1: the host name
+# where it resolves to 127.0.0.1 (as on these machines), else localhost (Debian's usual
+# /etc/hosts maps the host name to 127.0.1.1, where the kubelet does not listen).
+k8s_node_name() {
+  local host
+  host=$(hostname)
+  if [[ $(getent ahostsv4 "$host" | awk 'NR == 1 { print $1 }') == 127.0.0.1 ]]; then
+    printf '%s' "$host"
+  else
+    printf localhost
+  fi
+}
+K8S_NODE=$(k8s_node_name)
 K8S_BRIDGE=stack-k8s0
 # The node's pod range (a /24 of K8S_POD_CIDR): the CNI bridge hands out its addresses.
 k8s_node_subnet() { printf '%s.0/24' "$(k8s_cidr_prefix "$K8S_POD_CIDR")"; }
@@ -766,7 +786,8 @@ if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
   source "$CI_DIR/lib/common.sh"
   case ${1:-} in
     build) k8s_build ;;
-    schemas) k8s_schemas ;;
+    schemas) k8s_schemas && printf '%s\n' "$K8S_SCHEMAS" ;;
+    paths) k8s_paths && printf 'K8S_BIN=%s\nK8S_SCHEMAS=%s\n' "$K8S_BIN" "$K8S_SCHEMAS" ;;
     up)
       # A cluster that did not come up is taken down again (k8s_wait printed its log).
       trap 'rc=$?; ((rc == 0)) || { log "up failed: taking the cluster down"; k8s_down; }' EXIT
@@ -775,6 +796,6 @@ if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
     load) shift; k8s_load "$@" ;;
     down) k8s_down ;;
     env) cat "$K8S_STATE_DIR/env" ;;
-    *) echo "usage: bash .ci/lib/k8s.sh build|schemas|up|load IMAGE...|down|env" >&2; exit 2 ;;
+    *) echo "usage: bash .ci/lib/k8s.sh build|schemas|paths|up|load IMAGE...|down|env" >&2; exit 2 ;;
   esac
 fi
