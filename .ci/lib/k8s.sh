@@ -150,7 +150,8 @@ k8s_build_binaries() {
   # Both caches are only worth their gigabytes during a build (8 GiB at the peak): a new version
   # rebuilds everything anyway, and downloading the modules again takes well under a minute.
   k8s_go clean -modcache
-  rm -rf "$K8S_GO_DIR" "$K8S_CACHE_DIR/image-bin"
+  rm -rf "$K8S_GO_DIR"/{cache,src,pkg,toolchain} "$K8S_CACHE_DIR/image-bin"
+  rmdir "$K8S_GO_DIR" 2>/dev/null || true
   touch "$K8S_CACHE_DIR/complete"
   log "kubernetes binaries built in $((SECONDS - start))s: $(du -sh "$K8S_CACHE_DIR" | cut -f1) in $K8S_CACHE_DIR"
 }
@@ -163,7 +164,7 @@ k8s_go_install_to() {
   GOBIN=$dir k8s_go install -trimpath "$@"
 }
 
-# k8s_wrapper NAME: the wrapper module's source dir with its go.mod filled in, tidied.
+# k8s_wrapper NAME: a copy of the wrapper module under K8S_GO_DIR/src, its go.mod filled in.
 k8s_wrapper() {
   local name=$1 src=$K8S_GO_DIR/src/$1
   rm -rf "$src"
