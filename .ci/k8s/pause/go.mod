@@ -1,0 +1,3 @@
+module bokeh-gateway-stack/pause
+
+go 1.26.0
