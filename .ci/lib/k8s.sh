@@ -7,7 +7,7 @@
 #
 # As a library (.ci/run): k8s_build, k8s_down. As a command (the Kubernetes tests' global setup):
 #   bash .ci/lib/k8s.sh build|schemas|paths|up|load IMAGE...|down|env
-# schemas prints the schema folder; paths prints K8S_BIN and K8S_SCHEMAS (KEY=value lines) for
+# schemas prints the schema folder; paths prints K8S_BIN, K8S_SCHEMAS and K8S_VERSION (KEY=value lines) for
 # helm and kubeconform without a cluster; env prints the running cluster's $K8S_STATE_DIR/env.
 #
 # Reads: CI_DIR (.ci/run, or set below when run as a command); K8S_CACHE_DIR (default
@@ -788,7 +788,7 @@ if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
   case ${1:-} in
     build) k8s_build ;;
     schemas) k8s_schemas && printf '%s\n' "$K8S_SCHEMAS" ;;
-    paths) k8s_paths && printf 'K8S_BIN=%s\nK8S_SCHEMAS=%s\n' "$K8S_BIN" "$K8S_SCHEMAS" ;;
+    paths) k8s_paths && printf 'K8S_BIN=%s\nK8S_SCHEMAS=%s\nK8S_VERSION=%s\n' "$K8S_BIN" "$K8S_SCHEMAS" "$K8S_VERSION" ;;
     up)
       # A cluster that did not come up is taken down again (k8s_wait printed its log).
       trap 'rc=$?; ((rc == 0)) || { log "up failed: taking the cluster down"; k8s_down; }' EXIT
