@@ -2,7 +2,7 @@
  * What the gateway answers when it cannot do what was asked: one table from upstream failures
  * to HTTP statuses, and one renderer that speaks HTML to browsers and JSON to programs.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ClientRequest, IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { STATUS_CODES } from 'node:http';
 import { page, escapeHtml } from './html.js';
@@ -84,6 +84,15 @@ const UPSTREAM_FAILURES: Record<string, { status: number; what: string }> = {
   ESOCKETTIMEDOUT: { status: 504, what: 'did not answer in time' },
   ECONNABORTED: { status: 504, what: 'did not answer in time' },
 };
+
+/**
+ * Ends `request` with ETIMEDOUT, a 504 above, once no byte has moved for `ms`. Node's socket
+ * timeout alone ends nothing, and http-proxy-middleware's proxyTimeout ends the request as a
+ * plain ECONNRESET, a 502: a slow upstream must read as slow, not as broken.
+ */
+export function timeOutAs504(request: ClientRequest, ms: number): void {
+  request.setTimeout(ms, () => request.destroy(Object.assign(new Error(`no answer within ${ms} ms`), { code: 'ETIMEDOUT' })));
+}
 
 function failure(err: NodeJS.ErrnoException): { status: number; what: string } {
   const known = err.code === undefined ? undefined : UPSTREAM_FAILURES[err.code];

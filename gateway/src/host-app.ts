@@ -18,7 +18,7 @@ import type { Logger } from 'pino';
 import type { AdmissionPipeline } from './admission.js';
 import { underPrefix } from './bokeh-paths.js';
 import type { Config } from './config.js';
-import { answerOnSocket, hostAppError, sendError } from './errors.js';
+import { answerOnSocket, hostAppError, sendError, timeOutAs504 } from './errors.js';
 import { forwardedHeaders, type ClientView } from './forwarded.js';
 import { destroyOnError } from './ws-handshake.js';
 
@@ -58,10 +58,7 @@ export function hostApp(config: Config, target: URL, admission: AdmissionPipelin
     on: {
       proxyReq: (proxyReq, req) => {
         for (const [name, value] of Object.entries(forwardedHeaders(req, view(req)))) proxyReq.setHeader(name, value);
-        // As in proxy.ts: a slow host app reads as 504, not as a broken one.
-        proxyReq.setTimeout(config.upstreamTimeoutMs, () => {
-          proxyReq.destroy(Object.assign(new Error(`no answer within ${config.upstreamTimeoutMs} ms`), { code: 'ETIMEDOUT' }));
-        });
+        timeOutAs504(proxyReq, config.upstreamTimeoutMs);
       },
       proxyReqWs: (proxyReq, req) => {
         for (const [name, value] of Object.entries(forwardedHeaders(req, view(req)))) proxyReq.setHeader(name, value);

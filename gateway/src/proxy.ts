@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import { underPrefix } from './bokeh-paths.js';
 import type { Config } from './config.js';
 import type { Metrics } from './metrics.js';
-import { sendError, upstreamError } from './errors.js';
+import { sendError, timeOutAs504, upstreamError } from './errors.js';
 import { forwardedHeaders, type ClientView } from './forwarded.js';
 import type { Upstream, Upstreams } from './upstream.js';
 
@@ -44,11 +44,7 @@ export function httpProxy(
     on: {
       proxyReq: (proxyReq, req) => {
         for (const [name, value] of Object.entries(forwardedHeaders(req, view(req)))) proxyReq.setHeader(name, value);
-        // Our own timer rather than the proxy's proxyTimeout, which ends the request as a plain
-        // ECONNRESET: a slow Bokeh must read as 504, not as a broken one.
-        proxyReq.setTimeout(config.upstreamTimeoutMs, () => {
-          proxyReq.destroy(Object.assign(new Error(`no answer within ${config.upstreamTimeoutMs} ms`), { code: 'ETIMEDOUT' }));
-        });
+        timeOutAs504(proxyReq, config.upstreamTimeoutMs);
       },
       error: (err, req, res) => {
         const error = upstreamError(err as NodeJS.ErrnoException, (chosen.get(req) ?? upstreams.any()).origin);

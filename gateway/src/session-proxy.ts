@@ -15,7 +15,7 @@ import type { NextFunction, Request, Response } from 'express';
 import type { Logger } from 'pino';
 import type { Config } from './config.js';
 import type { Metrics } from './metrics.js';
-import { sendError, upstreamError, type GatewayError } from './errors.js';
+import { type GatewayError, sendError, timeOutAs504, upstreamError } from './errors.js';
 import { forwardedHeaders, type ClientView } from './forwarded.js';
 import type { PreloadHints } from './preload.js';
 import { atCapacity } from './sessions.js';
@@ -56,10 +56,7 @@ export function sessionProxy(
       const outgoing = upstream.request(path, { method: req.method, headers });
       const abandon = () => outgoing.destroy();
       res.once('close', abandon);
-      // Our own timer, as in proxy.ts: a slow Bokeh must read as 504, not as a broken one.
-      outgoing.setTimeout(config.upstreamTimeoutMs, () => {
-        outgoing.destroy(Object.assign(new Error(`no answer within ${config.upstreamTimeoutMs} ms`), { code: 'ETIMEDOUT' }));
-      });
+      timeOutAs504(outgoing, config.upstreamTimeoutMs);
       outgoing.on('error', (err: NodeJS.ErrnoException) => {
         res.off('close', abandon);
         if (res.headersSent) return res.destroy();
