@@ -11,17 +11,19 @@
  * large) and any failure to reach Bokeh goes on to the proxy, so those answers and errors are
  * exactly the proxy's.
  *
- * A compressible file is kept with its brotli and gzip copies, made once when it is stored
- * (compression.ts); each request gets the copy its Accept-Encoding prefers, with that copy's
- * length and ETag, and STATIC_CACHE_BYTES counts every copy.
+ * A compressible file is kept with its gzip and brotli copies, each made once (compression.ts):
+ * gzip while the first request waits, brotli at its best quality after the file is stored, one
+ * file at a time (about 3 s for BokehJS's largest), so the first requests after a start go out
+ * gzipped. Each request gets the copy its Accept-Encoding prefers among those made, with that
+ * copy's length and ETag, and STATIC_CACHE_BYTES counts every copy.
  */
 import type { IncomingMessage, OutgoingHttpHeaders } from 'node:http';
 import type { NextFunction, Request, Response } from 'express';
 import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
-import { chooseEncoding, compressVariants, ENCODINGS, variantEtag, type Variants } from './compression.js';
+import { brotliVariant, chooseEncoding, ENCODINGS, gzipVariant, variantEtag, type Variants } from './compression.js';
 import type { Config } from './config.js';
-import { sendError, upstreamError } from './errors.js';
+import { sendError, timeOutAs504, upstreamError } from './errors.js';
 import type { Upstream, Upstreams } from './upstream.js';
 
 /**
@@ -51,6 +53,8 @@ interface Entry {
   variants: Variants;
   /** Last-Modified in ms, for If-Modified-Since. */
   lastModified: number | undefined;
+  /** Whether the brotli copy is still being made. */
+  brotliPending?: boolean;
   storedAt: number;
 }
 
@@ -88,6 +92,10 @@ function answer(req: IncomingMessage, res: Response, entry: Entry, state: CacheS
   // Every answer for a file kept in several encodings depends on Accept-Encoding, the 304s too.
   if (available.length > 0) common.vary = 'Accept-Encoding';
   const own: Entry['headers'] = { ...entry.headers, etag: variantEtag(entry.headers.etag, encoding) };
+  // A browser that takes brotli gets a lesser copy until the brotli one is made: fine for its
+  // own cache, but a shared cache in front (NGINX's proxy_cache, a CDN) would keep that copy for
+  // everyone with the same Accept-Encoding.
+  if (entry.brotliPending && encoding !== 'br' && chooseEncoding(req, ['br']) === 'br') own['cache-control'] = privateCopy(own['cache-control']);
   // Ranges go to Bokeh, which answers them from the identity file only.
   if (encoding !== 'identity') delete own['accept-ranges'];
   if (own.etag === undefined) delete own.etag;
@@ -102,6 +110,15 @@ function answer(req: IncomingMessage, res: Response, entry: Entry, state: CacheS
   res.writeHead(200, headers);
   if (req.method === 'HEAD') res.end();
   else res.end(body);
+}
+
+/** Cache-Control for a copy only the browser's own cache may keep, as long as Bokeh allows. */
+function privateCopy(cacheControl: string | undefined): string {
+  const directives = (cacheControl ?? '')
+    .split(',')
+    .map((directive) => directive.trim())
+    .filter((directive) => directive !== '' && !/^(public|private|s-maxage=.*)$/i.test(directive));
+  return ['private', ...directives].join(', ');
 }
 
 /** The bytes of a file and of its copies. */
@@ -133,9 +150,7 @@ export function staticCache(config: Config, upstreams: Upstreams, log: Logger) {
         headers: { 'accept-encoding': 'identity' },
       });
       // The proxy's timer: no byte from Bokeh for this long ends the fetch as a timeout.
-      upstream.setTimeout(config.upstreamTimeoutMs, () => {
-        upstream.destroy(Object.assign(new Error(`no answer within ${config.upstreamTimeoutMs} ms`), { code: 'ETIMEDOUT' }));
-      });
+      timeOutAs504(upstream, config.upstreamTimeoutMs);
       upstream.on('error', (err: NodeJS.ErrnoException) => {
         resolve(err.code === 'ETIMEDOUT' ? { timeout: err, upstream: from.origin } : { passOn: `Bokeh request failed (${err.code ?? err.message})` });
       });
@@ -197,7 +212,7 @@ export function staticCache(config: Config, upstreams: Upstreams, log: Logger) {
             entry: { headers, body, variants, lastModified: Number.isNaN(modified) ? undefined : modified, storedAt: Date.now() },
           });
           // zlib failing leaves the file itself, which is still worth keeping.
-          compressVariants(config, body, headers['content-type']).then(
+          gzipVariant(config, body, headers['content-type']).then(
             (variants) => resolve(entry(variants)),
             (err: Error) => {
               log.warn({ url: key, err: { message: err.message } }, 'static file not compressed');
@@ -208,6 +223,34 @@ export function staticCache(config: Config, upstreams: Upstreams, log: Logger) {
       });
       upstream.end();
     });
+
+  /** One brotli copy at a time: the zlib work runs on libuv's pool, which DNS lookups share. */
+  let brotliQueue: Promise<void> = Promise.resolve();
+  /**
+   * Adds the brotli copy to a stored entry once it is made, if the entry is still the one stored
+   * and still fits with it. The copy's bytes never change after, so neither does its ETag.
+   */
+  const addBrotli = (key: string, entry: Entry): void => {
+    if (!config.compression || entry.variants.gzip === undefined) return;
+    entry.brotliPending = true;
+    brotliQueue = brotliQueue.then(async () => {
+      if (cache.peek(key) !== entry) return;
+      let made: Variants;
+      try {
+        made = await brotliVariant(config, entry.body, entry.headers['content-type']);
+      } catch (err) {
+        entry.brotliPending = false;
+        log.warn({ url: key, err: { message: (err as Error).message } }, 'static file not compressed with brotli');
+        return;
+      }
+      entry.brotliPending = false;
+      if (made.br === undefined || cache.peek(key) !== entry) return;
+      const withBrotli: Entry = { ...entry, variants: { ...entry.variants, br: made.br } };
+      if (entrySize(withBrotli) > config.staticCacheBytes) return;
+      cache.set(key, withBrotli);
+      log.debug({ url: key, brBytes: made.br.length, cachedBytes: cache.calculatedSize }, 'static file compressed with brotli');
+    });
+  };
 
   return (req: Request, res: Response, next: NextFunction): void => {
     const route = res.locals.bokehRoute;
@@ -229,11 +272,9 @@ export function staticCache(config: Config, upstreams: Upstreams, log: Logger) {
           // A file that fits only without its copies is kept without them.
           if (entrySize(fetched.entry) > config.staticCacheBytes) fetched.entry.variants = {};
           cache.set(key, fetched.entry);
+          addBrotli(key, fetched.entry);
           const { body, variants } = fetched.entry;
-          log.debug(
-            { url: key, bytes: body.length, brBytes: variants.br?.length, gzipBytes: variants.gzip?.length, cachedBytes: cache.calculatedSize },
-            'static file cached',
-          );
+          log.debug({ url: key, bytes: body.length, gzipBytes: variants.gzip?.length, cachedBytes: cache.calculatedSize }, 'static file cached');
         } else if ('passOn' in fetched) {
           log.debug({ url: key, reason: fetched.passOn }, 'static file not cached');
         }

@@ -292,3 +292,17 @@ export async function buildImages(): Promise<void> {
     });
   });
 }
+
+/**
+ * The gateway makes a stored file's brotli copy after it stores the file (seconds for BokehJS's
+ * largest), and answers gzipped until then: `ask` again until an answer comes in brotli, and
+ * return the last answer either way, for the caller's assertions.
+ */
+export async function untilBrotli<T extends { headers: Record<string, unknown> }>(ask: () => Promise<T>, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const answer = await ask();
+    if (answer.headers['content-encoding'] === 'br' || Date.now() > deadline) return answer;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
