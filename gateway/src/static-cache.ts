@@ -123,7 +123,10 @@ function privateCopy(cacheControl: string | undefined): string {
 
 /** The bytes of a file and of its copies. */
 function entrySize(entry: Entry): number {
-  return ENCODINGS.reduce((sum, name) => sum + (entry.variants[name]?.length ?? 0), entry.body.length);
+  // A brotli copy still being made is counted at the gzip copy's size, which it does not exceed
+  // (addBrotli), so that adding it later never takes the cache past its bound.
+  const reserved = entry.brotliPending ? (entry.variants.gzip?.length ?? 0) : 0;
+  return ENCODINGS.reduce((sum, name) => sum + (entry.variants[name]?.length ?? 0), entry.body.length + reserved);
 }
 
 /**
@@ -227,28 +230,25 @@ export function staticCache(config: Config, upstreams: Upstreams, log: Logger) {
   /** One brotli copy at a time: the zlib work runs on libuv's pool, which DNS lookups share. */
   let brotliQueue: Promise<void> = Promise.resolve();
   /**
-   * Adds the brotli copy to a stored entry once it is made, if the entry is still the one stored
-   * and still fits with it. The copy's bytes never change after, so neither does its ETag.
+   * Adds the brotli copy to a stored entry once it is made, if the entry is still stored and the
+   * copy is no larger than the gzip one it was counted as. The entry changes in place: the cache
+   * counted it with the copy already, and a copy made in the background is no use of the file,
+   * so it keeps its place among the least recently used. The copy's bytes never change after,
+   * so neither does its ETag.
    */
   const addBrotli = (key: string, entry: Entry): void => {
-    if (!config.compression || entry.variants.gzip === undefined) return;
-    entry.brotliPending = true;
     brotliQueue = brotliQueue.then(async () => {
-      if (cache.peek(key) !== entry) return;
-      let made: Variants;
       try {
-        made = await brotliVariant(config, entry.body, entry.headers['content-type']);
+        if (cache.peek(key) !== entry) return;
+        const { br } = await brotliVariant(config, entry.body, entry.headers['content-type']);
+        if (br === undefined || br.length > (entry.variants.gzip?.length ?? 0) || cache.peek(key) !== entry) return;
+        entry.variants.br = br;
+        log.debug({ url: key, brBytes: br.length, cachedBytes: cache.calculatedSize }, 'static file compressed with brotli');
       } catch (err) {
-        entry.brotliPending = false;
         log.warn({ url: key, err: { message: (err as Error).message } }, 'static file not compressed with brotli');
-        return;
+      } finally {
+        entry.brotliPending = false;
       }
-      entry.brotliPending = false;
-      if (made.br === undefined || cache.peek(key) !== entry) return;
-      const withBrotli: Entry = { ...entry, variants: { ...entry.variants, br: made.br } };
-      if (entrySize(withBrotli) > config.staticCacheBytes) return;
-      cache.set(key, withBrotli);
-      log.debug({ url: key, brBytes: made.br.length, cachedBytes: cache.calculatedSize }, 'static file compressed with brotli');
     });
   };
 
@@ -269,10 +269,12 @@ export function staticCache(config: Config, upstreams: Upstreams, log: Logger) {
       fetching = fetchEntry(key, upstreams.any()).then((fetched) => {
         pending.delete(key);
         if ('entry' in fetched) {
+          const { entry } = fetched;
+          entry.brotliPending = config.compression && entry.variants.gzip !== undefined;
           // A file that fits only without its copies is kept without them.
-          if (entrySize(fetched.entry) > config.staticCacheBytes) fetched.entry.variants = {};
-          cache.set(key, fetched.entry);
-          addBrotli(key, fetched.entry);
+          if (entrySize(entry) > config.staticCacheBytes) [entry.variants, entry.brotliPending] = [{}, false];
+          cache.set(key, entry);
+          if (entry.brotliPending) addBrotli(key, entry);
           const { body, variants } = fetched.entry;
           log.debug({ url: key, bytes: body.length, gzipBytes: variants.gzip?.length, cachedBytes: cache.calculatedSize }, 'static file cached');
         } else if ('passOn' in fetched) {
